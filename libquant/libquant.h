@@ -1,0 +1,16 @@
+/* libquant.h : the public umbrella header. tools/ include only this.
+ *
+ * Modules, lowest first (each depends only on those above it):
+ *   lq_common.h   core: status, logging, allocator, dtypes, tensor view
+ *   lq_json.h     core: strict JSON reader and writer
+ *   lq_formats.h  safetensors, PyTorch zip, llama2.c, config.json readers/writers
+ *   lq_kernels.h  compute kernels: _ref, OpenMP and CUDA */
+#ifndef LIBQUANT_H
+#define LIBQUANT_H
+
+#include "lq_common.h"
+#include "lq_json.h"
+#include "lq_formats.h"
+#include "lq_kernels.h"
+
+#endif

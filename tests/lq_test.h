@@ -1,0 +1,38 @@
+/* lq_test.h : helpers shared by the CUnit suites.
+ *
+ * Each tests/test_<module>.c exports `CU_pSuite lq_test_<module>_suite(void)`
+ * and is listed in run_tests.c. Fixtures are generated in code from fixed
+ * seeds, or read from ../shared/data (LQ_SHARED_DATA) and tests/data. */
+#ifndef LQ_TEST_H
+#define LQ_TEST_H
+
+#include <CUnit/CUnit.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "libquant.h"
+
+/* path under the shared data directory (LQ_SHARED_DATA, default ../shared/data);
+ * returns a static buffer that the next call overwrites */
+const char *lq_test_shared(const char *rel);
+/* a fresh empty directory under tests/out/ for this process, e.g. "tests/out/12345/name" */
+const char *lq_test_tmpdir(const char *name);
+/* whole file into a malloc'ed buffer (NULL on failure) */
+uint8_t *lq_test_read_file(const char *path, size_t *len);
+int lq_test_write_file(const char *path, const void *buf, size_t len);
+/* splitmix64: deterministic fixtures */
+uint64_t lq_test_rand(uint64_t *state);
+/* uniform in [-1, 1) */
+float lq_test_randf(uint64_t *state);
+/* silence the library's default log sink for tests that expect errors;
+ * returns the number of error messages logged since the last call */
+void lq_test_quiet(int on);
+int  lq_test_errors_logged(void);
+/* the last error message logged (empty if none) */
+const char *lq_test_last_error(void);
+
+/* register a suite; aborts the runner on registry failure */
+CU_pSuite lq_test_add_suite(const char *name);
+#define LQ_ADD_TEST(suite, fn) CU_add_test((suite), #fn, (fn))
+
+#endif

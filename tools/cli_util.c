@@ -1,0 +1,186 @@
+/* cli_util.c : see cli_util.h. Only tools link this; it may exit(). */
+#include "cli_util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int         g_display_level = 2;
+const char *g_tool          = "lq";
+bool        g_progress      = false;
+
+static volatile sig_atomic_t g_interrupted;
+
+static void on_signal(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+}
+
+bool cli_interrupted(void) { return g_interrupted != 0; }
+
+static void log_sink(lq_log_level level, const char *msg, void *user) {
+    (void)user;
+    const int need = level == LQ_LOG_ERROR ? 1 : level == LQ_LOG_WARN ? 2 : level == LQ_LOG_INFO ? 3 : 4;
+    if (g_display_level < need) return;
+    cli_progress_end();
+    fprintf(stderr, "%s: %s%s\n", g_tool,
+            level == LQ_LOG_ERROR ? "error: " : level == LQ_LOG_WARN ? "warning: " : "", msg);
+}
+
+void cli_init(const char *tool) {
+    g_tool = tool;
+    lq_log_set(log_sink, NULL);
+    lq_log_set_level(LQ_LOG_DEBUG);
+    g_progress = isatty(STDERR_FILENO) != 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+void cli_usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: error: ", g_tool);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry '%s --help' for more information.\n", g_tool);
+    exit(CLI_EXIT_USAGE);
+}
+
+void cli_error(const char *fmt, ...) {
+    if (g_display_level < 1) return;
+    cli_progress_end();
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: error: ", g_tool);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+void cli_version(void) {
+    if (g_display_level < 2)
+        printf("%s\n", lq_version());
+    else
+        printf("%s %s\n", g_tool, lq_version());
+    exit(CLI_EXIT_OK);
+}
+
+bool cli_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno          = 0;
+    const long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < min || v > max) return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_f64(const char *s, double *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno          = 0;
+    const double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v)) return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_size(const char *s, uint64_t *out) {
+    if (!s || !*s || *s == '-') return false;
+    char *end;
+    errno                  = 0;
+    const unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s) return false;
+    static const struct {
+        const char *suffix;
+        uint64_t    mul;
+    } units[] = {{"", 1},
+                 {"B", 1},
+                 {"K", 1000ULL},
+                 {"KB", 1000ULL},
+                 {"KiB", 1ULL << 10},
+                 {"M", 1000000ULL},
+                 {"MB", 1000000ULL},
+                 {"MiB", 1ULL << 20},
+                 {"G", 1000000000ULL},
+                 {"GB", 1000000000ULL},
+                 {"GiB", 1ULL << 30},
+                 {"T", 1000000000000ULL},
+                 {"TB", 1000000000000ULL},
+                 {"TiB", 1ULL << 40}};
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcmp(end, units[i].suffix) == 0) {
+            if (v > UINT64_MAX / units[i].mul) return false;
+            *out = v * units[i].mul;
+            return true;
+        }
+    return false;
+}
+
+const char *cli_value(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) cli_usage_error("option '%s' needs a value", argv[*i]);
+    return argv[++*i];
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static bool   g_bar_drawn;
+static double g_last_draw;
+
+int cli_progress(float done, const char *stage, void *user) {
+    (void)user;
+    if (g_progress && g_display_level >= 2) {
+        const double t = now_s();
+        if (t - g_last_draw >= 0.16 || done >= 1.f) {
+            g_last_draw = t;
+            char bar[31];
+            const int filled = (int)(done * 30.f + 0.5f);
+            for (int i = 0; i < 30; i++) bar[i] = i < filled ? '#' : '.';
+            bar[30] = 0;
+            fprintf(stderr, "\r[%s] %3d%% %-40.40s", bar, (int)(done * 100.f + 0.5f), stage ? stage : "");
+            g_bar_drawn = true;
+        }
+    }
+    return g_interrupted ? 1 : 0;
+}
+
+void cli_progress_end(void) {
+    if (g_bar_drawn) fprintf(stderr, "\r%80s\r", "");
+    g_bar_drawn = false;
+}
+
+const char *cli_commas(uint64_t v, char *buf, size_t cap) {
+    char tmp[32];
+    const int n = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)v);
+    size_t    k = 0;
+    for (int i = 0; i < n && k + 1 < cap; i++) {
+        buf[k++] = tmp[i];
+        if ((n - 1 - i) % 3 == 0 && i != n - 1 && k + 1 < cap) buf[k++] = ',';
+    }
+    buf[k] = 0;
+    return buf;
+}
+
+const char *cli_human_bytes(uint64_t v, char *buf, size_t cap) {
+    static const char *u[] = {"B", "KB", "MB", "GB", "TB"};
+    double             x   = (double)v;
+    int                i   = 0;
+    while (x >= 1000.0 && i < 4) x /= 1000.0, i++;
+    if (i == 0)
+        snprintf(buf, cap, "%llu B", (unsigned long long)v);
+    else
+        snprintf(buf, cap, "%.2f %s", x, u[i]);
+    return buf;
+}

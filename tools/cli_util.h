@@ -1,0 +1,54 @@
+/* cli_util.h : helpers shared by the command-line tools (never by the library).
+ *
+ * Checked number parsing (never atoi), display levels (zstd scale: 0 silent,
+ * 1 errors, 2 default, 3 progress, 4 debug), a rate-limited progress bar on
+ * stderr when it is a TTY, SIGINT/SIGTERM turned into cancellation, and the
+ * exit-code convention: 0 ok, 1 runtime failure, 2 usage error, 3 failed
+ * accuracy gate. */
+#ifndef LQ_CLI_UTIL_H
+#define LQ_CLI_UTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "libquant.h"
+
+enum { CLI_EXIT_OK = 0, CLI_EXIT_FAIL = 1, CLI_EXIT_USAGE = 2, CLI_EXIT_GATE = 3 };
+
+extern int         g_display_level;   /* default 2 */
+extern const char *g_tool;            /* "lq-convert" */
+extern bool        g_progress;        /* progress bar enabled (TTY and not --no-progress) */
+
+#define DISPLAY(lvl, ...) do { if (g_display_level >= (lvl)) fprintf(stderr, __VA_ARGS__); } while (0)
+
+/* install the tool's name, the stderr log sink and the signal handlers */
+void cli_init(const char *tool);
+/* "lq-x: error: <msg>\nTry 'lq-x --help' for more information.\n" to stderr, exit 2 */
+_Noreturn void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "lq-x: error: <msg>" to stderr (display level >= 1) */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* print "lq-x VERSION" (or the bare version with -q) and exit 0 */
+_Noreturn void cli_version(void);
+
+/* checked parsing; false on any junk, overflow or out-of-range value */
+bool cli_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
+bool cli_parse_f64(const char *s, double *out);
+/* sizes: "123", "5GB"/"5G" (10^9), "5GiB" (2^30), KB/MB/TB and KiB/MiB/TiB alike */
+bool cli_parse_size(const char *s, uint64_t *out);
+
+/* option value: argv[*i + 1] or a usage error naming the option */
+const char *cli_value(int argc, char **argv, int *i);
+
+/* lq_progress_fn: draws "[####....] 42% stage" at most ~6 times a second when
+ * g_progress; returns non-zero once SIGINT/SIGTERM arrived (cancels the job) */
+int  cli_progress(float done, const char *stage, void *user);
+void cli_progress_end(void);
+bool cli_interrupted(void);
+
+/* "1,234,567" into buf */
+const char *cli_commas(uint64_t v, char *buf, size_t cap);
+/* "1.23 GB" style into buf */
+const char *cli_human_bytes(uint64_t v, char *buf, size_t cap);
+
+#endif
