@@ -161,8 +161,7 @@ static lq_status open_index(lq_checkpoint *c, const char *index_path, bool pytor
     LQ_GOTO_TRY(lq__read_file(index_path, INDEX_MAX_BYTES, &text, &len));
     lq_json_error je;
     st = lq_json_parse(text, len, NULL, &doc, &je);
-    LQ_GOTO_IF(st != LQ_OK, st == LQ_ERR_NOMEM ? st : LQ_ERR_FORMAT, "%s: invalid JSON at byte %zu: %s", index_path,
-               je.offset, je.msg);
+    LQ_GOTO_IF(st != LQ_OK, st == LQ_ERR_NOMEM ? st : LQ_ERR_FORMAT, "%s: invalid JSON: %s", index_path, je.msg);
     const lq_json *wm = lq_json_get(lq_json_root(doc), "weight_map");
     LQ_GOTO_IF(!wm || wm->type != LQ_JSON_OBJECT, LQ_ERR_FORMAT, "%s: no \"weight_map\" object", index_path);
     files = lq_calloc(wm->n ? wm->n : 1, sizeof *files);

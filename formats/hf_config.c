@@ -186,7 +186,7 @@ lq_status lq_hfconfig_parse(const char *json, size_t len, const char *label, lq_
     lq_json_error err;
     const lq_status s = lq_json_parse(json, len, NULL, &doc, &err);
     LQ_RETURN_IF(s == LQ_ERR_NOMEM, s, "%s: out of memory", label);
-    LQ_RETURN_IF(s != LQ_OK, LQ_ERR_FORMAT, "%s: invalid JSON at byte %zu: %s", label, err.offset, err.msg);
+    LQ_RETURN_IF(s != LQ_OK, LQ_ERR_FORMAT, "%s: invalid JSON: %s", label, err.msg);
     const lq_status r = parse_root(label, lq_json_root(doc), c);
     lq_json_free(doc);
     return r;

@@ -22,7 +22,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #ifdef _OPENMP
@@ -231,7 +230,7 @@ static lq_status open_buffer(lq_safetensors *st, const uint8_t *buf, size_t len)
     lq_json_error  je;
     const lq_status s = lq_json_parse((const char *)buf + 8, (size_t)n, &jp, &st->doc, &je);
     LQ_RETURN_IF(s == LQ_ERR_NOMEM, s, "%s: out of memory parsing the header", label);
-    LQ_RETURN_IF(s != LQ_OK, LQ_ERR_FORMAT, "%s: invalid header at byte %zu: %s", label, (size_t)8 + je.offset,
+    LQ_RETURN_IF(s != LQ_OK, LQ_ERR_FORMAT, "%s: invalid JSON header: %s", label,
                  je.msg);
     return validate(st, len);
 }
@@ -409,32 +408,61 @@ static lq_status build_header(const char *path, const lq_st_entry *e, int64_t n,
     return LQ_OK;
 }
 
-#define FILL_CHUNK ((uint64_t)4 << 20)
+/* Data is written with pwrite() from the source, or from a small per-thread
+ * buffer that fill() produces into (it stays in cache, so memory traffic is
+ * one read of the source and one write of the file's pages). pwrite rather
+ * than a writable mapping: no page fault per 4 KiB page, and a full disk is
+ * an error (ENOSPC), never a SIGBUS. */
+#define FILL_CHUNK ((uint64_t)256 << 10)
 
-static lq_status write_data(const char *path, uint8_t *dst, const lq_st_entry *x, uint64_t nbytes,
+static lq_status pwrite_all(int fd, const uint8_t *p, uint64_t n, uint64_t off) {
+    while (n > 0) {
+        const ssize_t w = pwrite(fd, p, n > (1u << 30) ? (1u << 30) : (size_t)n, (off_t)off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return LQ_ERR_IO;
+        p += w, n -= (uint64_t)w, off += (uint64_t)w;
+    }
+    return LQ_OK;
+}
+
+static lq_status write_data(const char *path, int fd, uint64_t file_off, const lq_st_entry *x, uint64_t nbytes,
                             const lq_st_write_params *p) {
     const int64_t n_chunks = (int64_t)LQ_CEIL_DIV(nbytes, FILL_CHUNK);
     lq_status     st       = LQ_OK;
+    int           err      = 0;
 #ifdef _OPENMP
     const int nt = p->n_threads > 0 ? p->n_threads : omp_get_max_threads();
-#pragma omp parallel for schedule(static) num_threads(nt) if (n_chunks > 1)
+#pragma omp parallel num_threads(nt) if (n_chunks > 1)
 #endif
-    for (int64_t c = 0; c < n_chunks; c++) {
-        const uint64_t o = (uint64_t)c * FILL_CHUNK;
-        const uint64_t m = LQ_MIN(FILL_CHUNK, nbytes - o);
-        lq_status      s = LQ_OK;
-        if (x->data)
-            memcpy(dst + o, (const uint8_t *)x->data + o, m);
-        else
-            s = x->fill(dst + o, o, m, x->fill_user);
-        if (s != LQ_OK) {
+    {
+        uint8_t *buf = x->data ? NULL : lq_malloc(FILL_CHUNK);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t c = 0; c < n_chunks; c++) {
+            const uint64_t o = (uint64_t)c * FILL_CHUNK;
+            const uint64_t m = LQ_MIN(FILL_CHUNK, nbytes - o);
+            lq_status      s = LQ_OK;
+            if (x->data) {
+                s = pwrite_all(fd, (const uint8_t *)x->data + o, m, file_off + o);
+            } else if (!buf) {
+                s = LQ_ERR_NOMEM;
+            } else {
+                s = x->fill(buf, o, m, x->fill_user);
+                if (s == LQ_OK) s = pwrite_all(fd, buf, m, file_off + o);
+            }
+            if (s != LQ_OK) {
+                const int e = errno;
 #ifdef _OPENMP
 #pragma omp critical(lq_st_write_err)
 #endif
-            if (st == LQ_OK) st = s;
+                if (st == LQ_OK) st = s, err = e;
+            }
         }
+        lq_free(buf);
     }
     (void)p;
+    LQ_RETURN_IF(st == LQ_ERR_IO, st, "%s: write failed: %s", path, strerror(err));
     LQ_RETURN_IF(st != LQ_OK, st, "%s: tensor '%s': producing its data failed (%s)", path, x->name, lq_status_str(st));
     return LQ_OK;
 }
@@ -442,36 +470,29 @@ static lq_status write_data(const char *path, uint8_t *dst, const lq_st_entry *x
 lq_status lq_safetensors_write(const char *path, const lq_st_entry *e, int64_t n, const lq_st_write_params *p_in) {
     const lq_st_write_params p = p_in ? *p_in : lq_st_write_default_params();
     LQ_RETURN_IF(n < 0 || (n > 0 && !e), LQ_ERR_INVALID_ARG, "%s: bad tensor list", path);
-    int64_t  *order  = lq_calloc((size_t)(n ? n : 1), sizeof *order);
-    uint64_t *nbytes = lq_calloc((size_t)(n ? n : 1), sizeof *nbytes);
-    char     *hdr    = NULL;
-    size_t    hlen   = 0;
-    lq__afile *f     = NULL;
-    uint8_t   *map   = NULL;
-    uint64_t   total = 0;
-    lq_status  st    = LQ_OK;
+    int64_t   *order  = lq_calloc((size_t)(n ? n : 1), sizeof *order);
+    uint64_t  *nbytes = lq_calloc((size_t)(n ? n : 1), sizeof *nbytes);
+    char      *hdr    = NULL;
+    uint8_t   *head   = NULL;
+    size_t     hlen   = 0;
+    lq__afile *f      = NULL;
+    lq_status  st     = LQ_OK;
     LQ_GOTO_IF(!order || !nbytes, LQ_ERR_NOMEM, "out of memory");
     LQ_GOTO_TRY(build_header(path, e, n, &p, order, nbytes, &hdr, &hlen));
     const uint64_t padded = (hlen + 7) / 8 * 8;
     uint64_t       data_size = 0;
     for (int64_t i = 0; i < n; i++) data_size += nbytes[i]; /* checked in build_header */
-    total = 8 + padded + data_size;
     LQ_GOTO_IF(padded > LQ_SAFETENSORS_MAX_HEADER, LQ_ERR_UNSUPPORTED, "%s: header of %llu bytes is over the limit",
                path, (unsigned long long)padded);
+    head = lq_malloc((size_t)(8 + padded));
+    LQ_GOTO_IF(!head, LQ_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < 8; i++) head[i] = (uint8_t)(padded >> (8 * i));
+    memcpy(head + 8, hdr, hlen);
+    memset(head + 8 + hlen, ' ', (size_t)(padded - hlen));
     LQ_GOTO_TRY(lq__afile_open(path, &f));
-    const int fd = lq__afile_fd(f);
-    const int e_alloc = posix_fallocate(fd, 0, (off_t)total);
-    LQ_GOTO_IF(e_alloc != 0, LQ_ERR_IO, "%s: cannot reserve %llu bytes: %s", path, (unsigned long long)total,
-               strerror(e_alloc));
-    map = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (map == MAP_FAILED) {
-        map = NULL;
-        LQ_GOTO_IF(1, LQ_ERR_IO, "%s: mmap of the output failed: %s", path, strerror(errno));
-    }
-    for (int i = 0; i < 8; i++) map[i] = (uint8_t)(padded >> (8 * i));
-    memcpy(map + 8, hdr, hlen);
-    memset(map + 8 + hlen, ' ', (size_t)(padded - hlen));
-    uint64_t off = 8 + padded, done = 0;
+    LQ_GOTO_TRY(lq__afile_write(f, head, (size_t)(8 + padded)));
+    const int fd  = lq__afile_fd(f);
+    uint64_t  off = 8 + padded, done = 0;
     for (int64_t i = 0; i < n; i++) {
         const lq_st_entry *x = &e[order[i]];
         if (p.progress) {
@@ -481,20 +502,16 @@ lq_status lq_safetensors_write(const char *path, const lq_st_entry *e, int64_t n
                                   p.progress_user) != 0,
                        LQ_ERR_CANCELLED, "%s: cancelled", path);
         }
-        LQ_GOTO_TRY(write_data(path, map + off, x, nbytes[order[i]], &p));
+        LQ_GOTO_TRY(write_data(path, fd, off, x, nbytes[order[i]], &p));
         off += nbytes[order[i]];
         done += nbytes[order[i]];
     }
     if (p.progress) p.progress(1.f, "done", p.progress_user);
-    if (!p.no_fsync && msync(map, (size_t)total, MS_SYNC) != 0)
-        LQ_GOTO_IF(1, LQ_ERR_IO, "%s: msync failed: %s", path, strerror(errno));
-    munmap(map, (size_t)total);
-    map = NULL;
-    st  = lq__afile_commit_opt(f, !p.no_fsync);
-    f   = NULL;
+    st = lq__afile_commit_opt(f, !p.no_fsync);
+    f  = NULL;
 done:
-    if (map) munmap(map, (size_t)total);
     lq__afile_abort(f);
+    lq_free(head);
     lq_free(hdr);
     lq_free(order);
     lq_free(nbytes);

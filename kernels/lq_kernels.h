@@ -27,6 +27,96 @@ extern "C" {
 lq_status lq_convert_ref(lq_dtype dst_t, void *dst, lq_dtype src_t, const void *src, int64_t n);
 lq_status lq_convert_cpu(lq_dtype dst_t, void *dst, lq_dtype src_t, const void *src, int64_t n, int n_threads);
 
+/* ==== Llama-family forward-pass ops ====
+ * Activations are f32, row-major: x (n, dim) means n rows of dim floats.
+ * Weights keep their stored dtype (F32, F16 or BF16) and are read in place
+ * (through the checkpoint's mapping): no f32 copy of a half-precision model.
+ * Accumulation is f32 (`_cpu`) or f32 in a fixed order (`_ref`). */
+
+/* a row-major weight matrix (rows = out features, cols = in features) */
+typedef struct {
+    lq_dtype    dtype;   /* F32, F16 or BF16                  */
+    const void *data;    /* rows * cols elements, contiguous   */
+    int64_t     rows;
+    int64_t     cols;
+} lq_weight;
+
+/*! lq_matmul_ref() / lq_matmul_cpu() :
+ *  y (n, w->rows) = x (n, w->cols) · wᵀ + bias (w->rows; f32, may be NULL).
+ *  `_ref` accumulates each dot product in f32 in index order; `_cpu` may
+ *  reorder the sum (blocked, SIMD) but each output is written by one thread
+ *  in a fixed order, so it is deterministic for any thread count.
+ *  @return LQ_ERR_UNSUPPORTED for a weight dtype other than F32/F16/BF16. */
+lq_status lq_matmul_ref(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias);
+lq_status lq_matmul_cpu(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias, int n_threads);
+
+/*! lq_embed_*() : out (n, table->cols) = rows ids[i] of table, as f32.
+ *  LQ_ERR_INVALID_ARG if an id is outside [0, table->rows). */
+lq_status lq_embed_ref(float *out, const lq_weight *table, const int32_t *ids, int64_t n);
+lq_status lq_embed_cpu(float *out, const lq_weight *table, const int32_t *ids, int64_t n, int n_threads);
+
+/*! lq_rmsnorm_*() : y (n, dim) = x / sqrt(mean(x²) + eps) ⊙ w (w: 1 x dim weight,
+ *  any weight dtype). The mean is accumulated in f64 by `_ref`, f32 lanes by `_cpu`.
+ *  y may equal x. */
+void lq_rmsnorm_ref(float *y, const float *x, const lq_weight *w, int64_t n, int64_t dim, float eps);
+void lq_rmsnorm_cpu(float *y, const float *x, const lq_weight *w, int64_t n, int64_t dim, float eps, int n_threads);
+
+/*! lq_rope_inv_freq() : inv_freq[i] = theta^(-2i/head_dim), i < head_dim/2,
+ *  computed in f64 and rounded once, then scaled per rope_type (linear: ÷factor;
+ *  llama3: the smooth low/high-frequency rule; dynamic/yarn: LQ_ERR_UNSUPPORTED
+ *  for now). *attn_scale receives the cos/sin multiplier (1 except yarn). */
+lq_status lq_rope_inv_freq(float *inv_freq, int64_t head_dim, double theta, int rope_type, double factor,
+                           double low_freq_factor, double high_freq_factor, int64_t original_max_pos);
+
+/*! lq_rope_*() : rotate x (n, n_heads, head_dim) in place; row t is at
+ *  position pos[t]; angle = (float)pos · inv_freq[i] in f32, cosf/sinf.
+ *  neox = true: HF rotate_half pairs (i, i + head_dim/2);
+ *  neox = false: interleaved pairs (2i, 2i + 1) (llama2.c, Meta, GGUF llama). */
+void lq_rope_ref(float *x, const int32_t *pos, int64_t n, int64_t n_heads, int64_t head_dim, const float *inv_freq,
+                 bool neox);
+void lq_rope_cpu(float *x, const int32_t *pos, int64_t n, int64_t n_heads, int64_t head_dim, const float *inv_freq,
+                 bool neox, int n_threads);
+
+/*! lq_attention_*() : causal grouped-query attention over a KV cache.
+ *  q (n, n_heads * head_dim) holds positions pos0 .. pos0+n-1 (already roped);
+ *  k_cache, v_cache (>= pos0+n rows, row stride kv_stride floats) hold keys and
+ *  values for positions 0 .. pos0+n-1 (the caller appended this chunk's rows);
+ *  query head h reads kv head h / (n_heads / n_kv_heads).
+ *  out (n, n_heads * head_dim) = softmax(q kᵀ / sqrt(head_dim)) v, f32 softmax
+ *  with the max subtracted. `_cpu` may use a scratch of its own. */
+void lq_attention_ref(float *out, const float *q, const float *k_cache, const float *v_cache, int64_t n, int64_t pos0,
+                      int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t kv_stride);
+lq_status lq_attention_cpu(float *out, const float *q, const float *k_cache, const float *v_cache, int64_t n,
+                           int64_t pos0, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t kv_stride,
+                           int n_threads);
+
+/*! lq_swiglu_*() : out[i] = silu(gate[i]) · up[i], silu(x) = x / (1 + exp(-x)). out may alias gate. */
+void lq_swiglu_ref(float *out, const float *gate, const float *up, int64_t n);
+void lq_swiglu_cpu(float *out, const float *gate, const float *up, int64_t n, int n_threads);
+
+/*! lq_log_softmax_*() : out (n, vocab) = logits - logsumexp(logits) per row;
+ *  the sum of exponentials is accumulated in f64. out may alias logits. */
+void lq_log_softmax_ref(float *out, const float *logits, int64_t n, int64_t vocab);
+void lq_log_softmax_cpu(float *out, const float *logits, int64_t n, int64_t vocab, int n_threads);
+
+/* ==== a whole Llama-family model (llama, mistral, qwen2) ==== */
+
+typedef struct {
+    lq_weight    attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;
+    const float *bq, *bk, *bv, *bo; /* f32 biases (q/k/v: Qwen2, Llama attention_bias) or NULL */
+} lq_llama_layer;
+
+typedef struct {
+    int64_t               dim, hidden, n_layers, n_heads, n_kv_heads, head_dim, vocab;
+    float                 rms_eps;
+    bool                  rope_neox;   /* true: HF rotate_half; false: interleaved pairs */
+    const float          *inv_freq;    /* head_dim/2, from lq_rope_inv_freq()         */
+    lq_weight             embed;       /* (vocab, dim)                                */
+    lq_weight             norm;        /* (1, dim)                                    */
+    lq_weight             lm_head;     /* (vocab, dim); = embed when tied             */
+    const lq_llama_layer *layers;      /* n_layers                                    */
+} lq_llama_weights;
+
 /* ==== CUDA ==== */
 
 /* number of usable CUDA devices; 0 without a driver, a device or CUDA in the build */
@@ -47,6 +137,37 @@ lq_status lq_cuda_synchronize(void);
  *  float types F32, F16, BF16, F8_E4M3, F8_E5M2 (others: LQ_ERR_UNSUPPORTED).
  *  Bit-identical to the CPU result. Synchronous. */
 lq_status lq_cuda_convert(lq_dtype dst_t, void *dst, lq_dtype src_t, const void *src, int64_t n);
+
+/* CUDA versions of the forward-pass ops: the `_cpu` signatures without
+ * n_threads, every pointer (and lq_weight.data) a device pointer, run on the
+ * default stream, synchronous. F16/BF16 weights multiply activations cast to
+ * the weight's type with f32 accumulation (cublasGemmEx); F32 weights use
+ * f32 GEMM (cuBLAS, TF32 off). */
+lq_status lq_cuda_matmul(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias);
+lq_status lq_cuda_embed(float *out, const lq_weight *table, const int32_t *ids, int64_t n);
+lq_status lq_cuda_rmsnorm(float *y, const float *x, const lq_weight *w, int64_t n, int64_t dim, float eps);
+lq_status lq_cuda_rope(float *x, const int32_t *pos, int64_t n, int64_t n_heads, int64_t head_dim,
+                       const float *inv_freq, bool neox);
+lq_status lq_cuda_attention(float *out, const float *q, const float *k_cache, const float *v_cache, int64_t n,
+                            int64_t pos0, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t kv_stride);
+lq_status lq_cuda_swiglu(float *out, const float *gate, const float *up, int64_t n);
+lq_status lq_cuda_log_softmax(float *out, const float *logits, int64_t n, int64_t vocab);
+
+/* A complete forward pass on the GPU: weights uploaded once in their stored
+ * dtype, activations and the KV cache (f32) stay on the device, only the
+ * token ids go up and the logits come down. */
+typedef struct lq_cuda_llama lq_cuda_llama;
+
+/*! lq_cuda_llama_init() : upload `w` (host pointers; not retained) and size
+ *  the KV cache for max_seq positions and the scratch for max_batch tokens. */
+lq_status lq_cuda_llama_init(const lq_llama_weights *w, int64_t max_seq, int64_t max_batch, lq_cuda_llama **out);
+/*! lq_cuda_llama_forward() : run tokens[0..n) at positions pos0..pos0+n-1
+ *  (n <= max_batch, pos0+n <= max_seq; the cache keeps positions < pos0) and
+ *  copy logits (n, vocab) to the host buffer `logits` (or only the last row
+ *  when last_only). */
+lq_status lq_cuda_llama_forward(lq_cuda_llama *m, const int32_t *tokens, int64_t n, int64_t pos0, float *logits,
+                                bool last_only);
+void lq_cuda_llama_free(lq_cuda_llama *m); /* accepts NULL */
 
 #ifdef __cplusplus
 }

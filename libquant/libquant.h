@@ -4,13 +4,17 @@
  *   lq_common.h   core: status, logging, allocator, dtypes, tensor view
  *   lq_json.h     core: strict JSON reader and writer
  *   lq_formats.h  safetensors, PyTorch zip, llama2.c, config.json readers/writers
- *   lq_kernels.h  compute kernels: _ref, OpenMP and CUDA */
+ *   lq_tokenizer.h SentencePiece / tokenizer.json / llama2.c tokenizers
+ *   lq_kernels.h  compute kernels: _ref, OpenMP and CUDA
+ *   lq_model.h    the Llama-family model runner (CPU and CUDA) */
 #ifndef LIBQUANT_H
 #define LIBQUANT_H
 
 #include "lq_common.h"
 #include "lq_json.h"
 #include "lq_formats.h"
+#include "lq_tokenizer.h"
 #include "lq_kernels.h"
+#include "lq_model.h"
 
 #endif

@@ -28,8 +28,20 @@ float lq_test_randf(uint64_t *state);
  * returns the number of error messages logged since the last call */
 void lq_test_quiet(int on);
 int  lq_test_errors_logged(void);
+/* put the runner's log sink back (after a test installed its own) */
+void lq_test_reinstall_log(void);
 /* the last error message logged (empty if none) */
 const char *lq_test_last_error(void);
+
+/* the suites, one per tests/test_<module>.c */
+CU_pSuite lq_test_core_suite(void);
+CU_pSuite lq_test_json_suite(void);
+CU_pSuite lq_test_dtype_suite(void);
+CU_pSuite lq_test_safetensors_suite(void);
+CU_pSuite lq_test_llama2c_suite(void);
+CU_pSuite lq_test_pytorch_suite(void);
+CU_pSuite lq_test_checkpoint_suite(void);
+CU_pSuite lq_test_cuda_suite(void);
 
 /* register a suite; aborts the runner on registry failure */
 CU_pSuite lq_test_add_suite(const char *name);

@@ -15,15 +15,6 @@
 
 #include "lq_test.h"
 
-CU_pSuite lq_test_core_suite(void);
-CU_pSuite lq_test_json_suite(void);
-CU_pSuite lq_test_dtype_suite(void);
-CU_pSuite lq_test_safetensors_suite(void);
-CU_pSuite lq_test_llama2c_suite(void);
-CU_pSuite lq_test_pytorch_suite(void);
-CU_pSuite lq_test_checkpoint_suite(void);
-CU_pSuite lq_test_cuda_suite(void);
-
 static const struct {
     const char *name;
     CU_pSuite (*add)(void);
@@ -99,6 +90,11 @@ static void test_log(lq_log_level level, const char *msg, void *user) {
         snprintf(g_last_error, sizeof g_last_error, "%s", msg);
     }
     if (!g_quiet && level <= LQ_LOG_WARN) fprintf(stderr, "libquant: %s\n", msg);
+}
+
+void lq_test_reinstall_log(void) {
+    lq_log_set(test_log, NULL);
+    lq_log_set_level(LQ_LOG_WARN);
 }
 
 void lq_test_quiet(int on) {

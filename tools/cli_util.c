@@ -23,8 +23,11 @@ static void on_signal(int sig) {
 
 bool cli_interrupted(void) { return g_interrupted != 0; }
 
+static int g_lib_errors;
+
 static void log_sink(lq_log_level level, const char *msg, void *user) {
     (void)user;
+    if (level == LQ_LOG_ERROR) g_lib_errors++;
     const int need = level == LQ_LOG_ERROR ? 1 : level == LQ_LOG_WARN ? 2 : level == LQ_LOG_INFO ? 3 : 4;
     if (g_display_level < need) return;
     cli_progress_end();
@@ -63,6 +66,11 @@ void cli_error(const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+}
+
+void cli_error_status(const char *what, lq_status st) {
+    if (g_lib_errors == 0) cli_error("%s: %s", what, lq_status_str(st));
+    g_lib_errors = 0;
 }
 
 void cli_version(void) {
@@ -159,6 +167,18 @@ int cli_progress(float done, const char *stage, void *user) {
 void cli_progress_end(void) {
     if (g_bar_drawn) fprintf(stderr, "\r%80s\r", "");
     g_bar_drawn = false;
+}
+
+bool cli_join(char *buf, size_t cap, const char *dir, const char *name) {
+    const size_t a = strlen(dir), b = strlen(name);
+    if (a + 1 + b + 1 > cap) {
+        cli_error("path too long: %s/%s", dir, name);
+        return false;
+    }
+    memcpy(buf, dir, a);
+    buf[a] = '/';
+    memcpy(buf + a + 1, name, b + 1);
+    return true;
 }
 
 const char *cli_commas(uint64_t v, char *buf, size_t cap) {

@@ -28,6 +28,9 @@ void cli_init(const char *tool);
 _Noreturn void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "lq-x: error: <msg>" to stderr (display level >= 1) */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* after a failed library call: "lq-x: error: <what>: <status>" unless the
+ * library already logged an error for it (one clear line, not two) */
+void cli_error_status(const char *what, lq_status st);
 /* print "lq-x VERSION" (or the bare version with -q) and exit 0 */
 _Noreturn void cli_version(void);
 
@@ -45,6 +48,9 @@ const char *cli_value(int argc, char **argv, int *i);
 int  cli_progress(float done, const char *stage, void *user);
 void cli_progress_end(void);
 bool cli_interrupted(void);
+
+/* "dir/name" into buf; false (and an error message) if it does not fit */
+bool cli_join(char *buf, size_t cap, const char *dir, const char *name);
 
 /* "1,234,567" into buf */
 const char *cli_commas(uint64_t v, char *buf, size_t cap);

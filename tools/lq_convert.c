@@ -204,7 +204,7 @@ static int find_single_model_file(const char *dir, char *out, size_t cap) {
     while ((e = readdir(d))) {
         const size_t l = strlen(e->d_name);
         if (l > 6 && !strcmp(e->d_name + l - 6, ".model")) {
-            if (found++ == 0) snprintf(out, cap, "%s/%s", dir, e->d_name);
+            if (found++ == 0 && !cli_join(out, cap, dir, e->d_name)) found = 2;
         }
     }
     closedir(d);
@@ -325,7 +325,7 @@ int main(int argc, char **argv) {
     lq_checkpoint *ck = NULL;
     lq_status      st = lq_checkpoint_open(in_path, &ck);
     if (st != LQ_OK) {
-        cli_error("%s: cannot read (%s)", in_path, lq_status_str(st));
+        cli_error_status(in_path, st);
         return CLI_EXIT_FAIL;
     }
     const int64_t n    = lq_checkpoint_count(ck);
@@ -451,7 +451,7 @@ int main(int argc, char **argv) {
     st                   = lq_safetensors_write_dir(stage, ent, n_ent, &p);
     cli_progress_end();
     if (st != LQ_OK) {
-        cli_error("%s: writing failed (%s)", out_dir, lq_status_str(st));
+        cli_error_status(out_dir, st);
         goto done;
     }
     /* config and tokenizer files */
@@ -467,7 +467,7 @@ int main(int argc, char **argv) {
         cfg_dtype = LQ_DTYPE_F32;
     }
     if ((st = write_config(ck, stage, cfg_dtype, dtype_changed)) != LQ_OK) {
-        cli_error("config.json: %s", lq_status_str(st));
+        cli_error_status("config.json", st);
         goto done;
     }
     const char *src_dir = lq_checkpoint_dir(ck);
@@ -486,10 +486,10 @@ int main(int argc, char **argv) {
     int n_copied = 0;
     for (size_t k = 0; k < sizeof COPY_FILES / sizeof COPY_FILES[0]; k++) {
         char from[PATH_MAX], to[PATH_MAX];
-        snprintf(from, sizeof from, "%s/%s", src_dir, COPY_FILES[k]);
+        if (!cli_join(from, sizeof from, src_dir, COPY_FILES[k])) goto done;
         if (tokenizer && !strcmp(COPY_FILES[k], "tokenizer.model")) snprintf(from, sizeof from, "%s", tokenizer);
         if (access(from, R_OK) != 0) continue;
-        snprintf(to, sizeof to, "%s/%s", stage, COPY_FILES[k]);
+        if (!cli_join(to, sizeof to, stage, COPY_FILES[k])) goto done;
         if (copy_file(from, to) != 0) {
             cli_error("cannot copy %s to %s: %s", from, to, strerror(errno));
             goto done;

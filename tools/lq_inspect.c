@@ -181,7 +181,7 @@ int main(int argc, char **argv) {
     lq_checkpoint  *ck = NULL;
     const lq_status st = lq_checkpoint_open(path, &ck);
     if (st != LQ_OK) {
-        cli_error("%s: cannot read (%s)", path, lq_status_str(st));
+        cli_error_status(path, st);
         if (filter) regfree(&re);
         return CLI_EXIT_FAIL;
     }

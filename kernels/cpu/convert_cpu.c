@@ -50,8 +50,11 @@ static inline uint16_t elem_f32_to_f16(uint32_t u) {
     return (uint16_t)(sign | mag);
 }
 
-/* f16 -> f32. Subnormal inputs are normalized with four branch-free steps
- * (shift by 8, 4, 2, 1 while the leading one is low enough). */
+/* f16 -> f32. A subnormal input a * 2^-24 (a = 1..1023) is normalized by
+ * four branch-free steps (shift by 8, 4, 2, 1 while the leading one is low
+ * enough). Integer only: an (float)a conversion would be exact too, but
+ * -ftrapping-math keeps gcc from if-converting it, and the loop would not
+ * vectorize. */
 static inline uint32_t elem_f16_to_f32(uint16_t h16) {
     const uint32_t h    = h16;
     const uint32_t sign = (h & 0x8000u) << 16;
@@ -66,7 +69,7 @@ static inline uint32_t elem_f16_to_f32(uint16_t h16) {
     const uint32_t m2   = m4 << s2;
     const uint32_t s1   = m2 <= 0x3FFu ? 1u : 0u;
     const uint32_t m1   = m2 << s1;
-    /* m1 has its leading one at bit 10, which adds the 1 of exponent 113 - k */
+    /* the leading one of m1 sits at bit 10 and adds the 1 of exponent 113 - k */
     const uint32_t sub = (m1 << 13) + ((112u - (s8 + s4 + s2 + s1)) << 23);
     const uint32_t mag = a >= 0x7C00u ? inf : a >= 0x0400u ? nrm : a != 0 ? sub : 0u;
     return sign | mag;

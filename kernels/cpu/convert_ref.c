@@ -183,9 +183,15 @@ static num int_num(bool neg, uint64_t mag) {
     return (num){ .neg = neg, .cls = mag ? NUM_FINITE : NUM_ZERO, .exp = 0, .sig = mag };
 }
 
+/* index of the highest set bit of x != 0, by halving */
 static int msb64(uint64_t x) {
     int p = 0;
-    while (x >>= 1) p++;
+    for (int w = 32; w > 0; w /= 2) {
+        if (x >> w) {
+            x >>= w;
+            p += w;
+        }
+    }
     return p;
 }
 
@@ -232,64 +238,50 @@ static uint64_t pack_float(const num *v, const float_fmt *f) {
 
 /* ==== element access ==== */
 
-static num load_num(lq_dtype t, const void *src, int64_t i) {
-    switch (t) {
-    case LQ_DTYPE_BOOL: return int_num(false, load_bits(src, i, 1) != 0);
-    case LQ_DTYPE_U8:   return int_num(false, load_bits(src, i, 1));
-    case LQ_DTYPE_U16:  return int_num(false, load_bits(src, i, 2));
-    case LQ_DTYPE_U32:  return int_num(false, load_bits(src, i, 4));
-    case LQ_DTYPE_U64:  return int_num(false, load_bits(src, i, 8));
-    case LQ_DTYPE_I8: {
-        const int8_t x = (int8_t)(uint8_t)load_bits(src, i, 1);
-        return int_num(x < 0, x < 0 ? (uint64_t)0 - (uint64_t)(int64_t)x : (uint64_t)x);
+typedef enum { KIND_BOOL, KIND_UINT, KIND_SINT, KIND_FLOAT } elem_kind;
+
+typedef struct {
+    elem_kind kind;
+    int       bytes;
+    float_fmt f; /* KIND_FLOAT */
+} elem_desc;
+
+static elem_desc desc_of(lq_dtype t) {
+    elem_desc d = { .bytes = (int)(lq_dtype_traits_of(t)->bits / 8) };
+    bool      is_signed;
+    int       vbits;
+    if (float_fmt_of(t, &d.f)) d.kind = KIND_FLOAT;
+    else if (t == LQ_DTYPE_BOOL) d.kind = KIND_BOOL;
+    else if (int_range_of(t, &is_signed, &vbits)) d.kind = is_signed ? KIND_SINT : KIND_UINT;
+    else LQ_ASSERT(!"desc_of: dtype not convertible");
+    return d;
+}
+
+static num load_num(const elem_desc *d, const void *src, int64_t i) {
+    const uint64_t bits = load_bits(src, i, d->bytes);
+    switch (d->kind) {
+    case KIND_BOOL: return int_num(false, bits != 0);
+    case KIND_UINT: return int_num(false, bits);
+    case KIND_SINT: {
+        /* sign-extend from d->bytes * 8 bits, then take the magnitude */
+        const int      sh  = 64 - 8 * d->bytes;
+        const uint64_t neg = (bits >> (8 * d->bytes - 1)) & 1;
+        const uint64_t ext = neg ? bits | (sh ? ~(uint64_t)0 << (64 - sh) : 0) : bits;
+        return int_num(neg, neg ? (uint64_t)0 - ext : ext);
     }
-    case LQ_DTYPE_I16: {
-        const int16_t x = (int16_t)(uint16_t)load_bits(src, i, 2);
-        return int_num(x < 0, x < 0 ? (uint64_t)0 - (uint64_t)(int64_t)x : (uint64_t)x);
+    case KIND_FLOAT: return unpack_float(bits, &d->f);
     }
-    case LQ_DTYPE_I32: {
-        const int32_t x = (int32_t)(uint32_t)load_bits(src, i, 4);
-        return int_num(x < 0, x < 0 ? (uint64_t)0 - (uint64_t)(int64_t)x : (uint64_t)x);
-    }
-    case LQ_DTYPE_I64: {
-        const uint64_t u = load_bits(src, i, 8);
-        return int_num(u >> 63, u >> 63 ? (uint64_t)0 - u : u);
-    }
-    case LQ_DTYPE_F16: case LQ_DTYPE_BF16: case LQ_DTYPE_F32: case LQ_DTYPE_F64:
-    case LQ_DTYPE_F8_E4M3: case LQ_DTYPE_F8_E5M2: {
-        float_fmt f;
-        (void)float_fmt_of(t, &f);
-        return unpack_float(load_bits(src, i, (1 + f.exp_bits + f.mant_bits) / 8), &f);
-    }
-    case LQ_DTYPE_F8_E8M0: case LQ_DTYPE_F8_E4M3FNUZ: case LQ_DTYPE_F8_E5M2FNUZ: case LQ_DTYPE_F4:
-    case LQ_DTYPE_F6_E2M3: case LQ_DTYPE_F6_E3M2: case LQ_DTYPE_C64: case LQ_DTYPE_COUNT:
-        break;
-    }
-    LQ_ASSERT(!"load_num: dtype not convertible");
     return int_num(false, 0);
 }
 
-/* Integer destinations only receive values that fit (pair_supported). */
-static void store_num(lq_dtype t, void *dst, int64_t i, const num *v) {
-    const uint64_t twos = v->neg ? (uint64_t)0 - v->sig : v->sig;
-    switch (t) {
-    case LQ_DTYPE_BOOL: store_bits(dst, i, 1, v->cls != NUM_ZERO); return;
-    case LQ_DTYPE_U8: case LQ_DTYPE_I8:   store_bits(dst, i, 1, twos); return;
-    case LQ_DTYPE_U16: case LQ_DTYPE_I16: store_bits(dst, i, 2, twos); return;
-    case LQ_DTYPE_U32: case LQ_DTYPE_I32: store_bits(dst, i, 4, twos); return;
-    case LQ_DTYPE_U64: case LQ_DTYPE_I64: store_bits(dst, i, 8, twos); return;
-    case LQ_DTYPE_F16: case LQ_DTYPE_BF16: case LQ_DTYPE_F32: case LQ_DTYPE_F64:
-    case LQ_DTYPE_F8_E4M3: case LQ_DTYPE_F8_E5M2: {
-        float_fmt f;
-        (void)float_fmt_of(t, &f);
-        store_bits(dst, i, (1 + f.exp_bits + f.mant_bits) / 8, pack_float(v, &f));
-        return;
+/* Integer destinations only receive integers that fit (pair_supported). */
+static void store_num(const elem_desc *d, void *dst, int64_t i, const num *v) {
+    switch (d->kind) {
+    case KIND_BOOL: store_bits(dst, i, 1, v->cls != NUM_ZERO); return;
+    case KIND_UINT:
+    case KIND_SINT: store_bits(dst, i, d->bytes, v->neg ? (uint64_t)0 - v->sig : v->sig); return;
+    case KIND_FLOAT: store_bits(dst, i, d->bytes, pack_float(v, &d->f)); return;
     }
-    case LQ_DTYPE_F8_E8M0: case LQ_DTYPE_F8_E4M3FNUZ: case LQ_DTYPE_F8_E5M2FNUZ: case LQ_DTYPE_F4:
-    case LQ_DTYPE_F6_E2M3: case LQ_DTYPE_F6_E3M2: case LQ_DTYPE_C64: case LQ_DTYPE_COUNT:
-        break;
-    }
-    LQ_ASSERT(!"store_num: dtype not convertible");
 }
 
 /* ==== entry point ==== */
@@ -301,9 +293,10 @@ lq_status lq_convert_ref(lq_dtype dst_t, void *dst, lq_dtype src_t, const void *
         memcpy(dst, src, (size_t)n * (lq_dtype_traits_of(src_t)->bits / 8));
         return LQ_OK;
     }
+    const elem_desc sd = desc_of(src_t), dd = desc_of(dst_t);
     for (int64_t i = 0; i < n; i++) {
-        const num v = load_num(src_t, src, i);
-        store_num(dst_t, dst, i, &v);
+        const num v = load_num(&sd, src, i);
+        store_num(&dd, dst, i, &v);
     }
     return LQ_OK;
 }

@@ -865,7 +865,7 @@ static bool reserve(lq_json_writer *w, size_t n)
 {
     size_t need;
     if (!lq__add_size(w->len, n, &need) || !lq__add_size(need, 1, &need)) {
-        werr(w, LQ_ERR_NOMEM, __func__, "JSON text too large");
+        werr(w, LQ_ERR_NOMEM, "lq_json_writer", "JSON text too large");
         return false;
     }
     if (need <= w->cap) return true;
@@ -878,7 +878,7 @@ static bool reserve(lq_json_writer *w, size_t n)
     }
     char *const nb = lq_malloc(ncap);
     if (nb == NULL) {
-        werr(w, LQ_ERR_NOMEM, __func__, "out of memory growing the JSON buffer to %zu bytes", ncap);
+        werr(w, LQ_ERR_NOMEM, "lq_json_writer", "out of memory growing the JSON buffer to %zu bytes", ncap);
         return false;
     }
     if (w->len) memcpy(nb, w->buf, w->len);
@@ -900,7 +900,7 @@ static void put_newline(lq_json_writer *w, size_t depth)
     if (w->indent <= 0 || w->st != LQ_OK) return;
     size_t n;
     if (!lq__mul_size(depth, (size_t)w->indent, &n) || !lq__add_size(n, 1, &n) || !reserve(w, n)) {
-        werr(w, LQ_ERR_NOMEM, __func__, "JSON text too large");
+        werr(w, LQ_ERR_NOMEM, "lq_json_writer", "JSON text too large");
         return;
     }
     w->buf[w->len] = '\n';
@@ -1218,7 +1218,17 @@ typedef struct {
     uint32_t       i; /* next child */
 } vframe;
 
-/* Iterative, so a deep document costs heap, not C stack. `v` must be a tree. */
+static bool push_vframe(vframe **stack, size_t *depth, size_t *cap, const lq_json *c)
+{
+    void *sv = *stack;
+    if (!grow(&sv, cap, *depth + 1, sizeof(vframe))) return false;
+    *stack              = sv;
+    (*stack)[(*depth)++] = (vframe){c, 0};
+    return true;
+}
+
+/* Iterative, so a deep document costs heap, not C stack. `v` must be a tree
+ * (a cycle in a hand-built value runs until memory is exhausted). */
 void lq_json_value(lq_json_writer *w, const lq_json *v)
 {
     static const char *const func = "lq_json_value";
@@ -1255,16 +1265,11 @@ void lq_json_value(lq_json_writer *w, const lq_json *v)
                     werr(w, LQ_ERR_INVALID_ARG, func, "container with %" PRIu32 " children and no items", cur->n);
                     break;
                 }
-                open_container(w, func, cur->type == LQ_JSON_OBJECT);
-                {
-                    void *sv = stack;
-                    if (!grow(&sv, &cap, depth + 1, sizeof(vframe))) {
-                        werr(w, LQ_ERR_NOMEM, func, "out of memory at depth %zu", depth + 1);
-                        break;
-                    }
-                    stack          = sv;
-                    stack[depth++] = (vframe){cur, 0};
+                if (!push_vframe(&stack, &depth, &cap, cur)) {
+                    werr(w, LQ_ERR_NOMEM, func, "out of memory at depth %zu", depth + 1);
+                    break;
                 }
+                open_container(w, func, cur->type == LQ_JSON_OBJECT);
                 break;
             default: werr(w, LQ_ERR_INVALID_ARG, func, "invalid value type %d", (int)cur->type); break;
             }

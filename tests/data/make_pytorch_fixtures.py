@@ -10,8 +10,10 @@ status and a fragment of the error message.
 Nothing here ever loads a pickle: the malicious data.pkl is produced with
 pickle.dumps() (which runs no reduce callable) and only written to disk.
 
-Usage: python3 tests/data/make_pytorch_fixtures.py [outdir]
-       (default outdir: tests/data/pytorch next to this script)
+Usage: python3 tests/data/make_pytorch_fixtures.py [outdir [corpusdir]]
+       (defaults: tests/data/pytorch and tests/fuzz/corpus/pytorch)
+The fuzz seeds are a few fixtures as they are plus, in the "LQPK" form of
+tests/fuzz/fuzz_pytorch.c, their data.pkl with the storage sizes.
 """
 import hashlib
 import io
@@ -24,7 +26,9 @@ import zipfile
 
 import torch
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "pytorch")
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "pytorch")
+CORPUS = sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "..", "fuzz", "corpus", "pytorch")
 
 DTYPE_NAME = {
     torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
@@ -114,6 +118,25 @@ class EvalEvil:
     def __reduce__(self):
         import builtins
         return (builtins.eval, ("__import__('os').system('echo pwned')",))
+
+
+def write_corpus():
+    """seeds for tests/fuzz/fuzz_pytorch.c"""
+    os.makedirs(CORPUS, exist_ok=True)
+    for rel in ("tied.bin", "views.bin", "special.bin", "proto4.bin", "malicious.bin"):
+        with open(os.path.join(OUT, rel), "rb") as f:
+            data = f.read()
+        with open(os.path.join(CORPUS, rel), "wb") as f:
+            f.write(data)
+    for rel in ("dtypes.bin", "tied.bin", "views.bin", "mixed.bin", "proto4.bin", "wrapped_model.bin"):
+        entries = dict(read_zip(os.path.join(OUT, rel)))
+        top = next(iter(entries)).split("/")[0]
+        sizes = []
+        while "%s/data/%d" % (top, len(sizes)) in entries:
+            sizes.append(len(entries["%s/data/%d" % (top, len(sizes))]))
+        seed = b"LQPK" + bytes([len(sizes)]) + b"".join(struct.pack("<I", n) for n in sizes)
+        with open(os.path.join(CORPUS, "pkl_" + rel.replace(".bin", ".lqpk")), "wb") as f:
+            f.write(seed + entries[top + "/data.pkl"])
 
 
 def main():
@@ -262,6 +285,8 @@ def main():
             cd += 46 + nlen + xlen + clen
         open(os.path.join(OUT, rel), "wb").write(raw)
         expect_error(rel, "FORMAT", "")
+
+    write_corpus()
 
     doc = {"generator": "tests/data/make_pytorch_fixtures.py", "torch": torch.__version__, "files": expected}
     with open(os.path.join(OUT, "expected.json"), "w") as f:

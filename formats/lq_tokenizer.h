@@ -1,0 +1,71 @@
+/* lq_tokenizer.h : tokenizers (public; part of the formats module).
+ *
+ * Three file kinds, one interface:
+ *   - SentencePiece `.model` (protobuf ModelProto; BPE models, byte fallback,
+ *     normalizer flags add_dummy_prefix / remove_extra_whitespaces /
+ *     escape_whitespaces; the identity normalizer only)
+ *   - Hugging Face `tokenizer.json` with a BPE model: Llama-2 style
+ *     (Prepend/Replace normalizer or Metaspace pre-tokenizer, byte_fallback)
+ *     and byte-level style (GPT-2 / Llama-3 / Qwen2: ByteLevel + Split regex
+ *     pre-tokenizer, ignore_merges), added tokens split out first
+ *   - llama2.c `tokenizer.bin` (scores, llama2.c's own encoder semantics)
+ * Encoding never adds BOS/EOS by itself: callers ask (add_bos). Decoding of a
+ * single id returns its text piece (bytes, not necessarily valid UTF-8 alone).
+ * Every file is parsed as hostile input: lengths checked, limits enforced. */
+#ifndef LQ_TOKENIZER_H
+#define LQ_TOKENIZER_H
+
+#include "lq_common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lq_tokenizer lq_tokenizer;
+
+typedef enum {
+    LQ_TOK_SENTENCEPIECE = 0,  /* .model                     */
+    LQ_TOK_HF_BPE,             /* tokenizer.json, BPE model   */
+    LQ_TOK_LLAMA2C             /* llama2.c tokenizer.bin      */
+} lq_tok_kind;
+
+/*! lq_tokenizer_open() : detect the kind from the content (protobuf,
+ *  JSON, or llama2.c's binary) and load it. For a llama2.c tokenizer.bin,
+ *  `vocab_size` must be the model's vocabulary size (the file does not store
+ *  it); pass 0 for the other kinds.
+ *  @return LQ_OK, LQ_ERR_IO, LQ_ERR_FORMAT, LQ_ERR_UNSUPPORTED (e.g. a Unigram
+ *  model or a WordPiece tokenizer.json), LQ_ERR_NOMEM. */
+lq_status lq_tokenizer_open(const char *path, int32_t vocab_size, lq_tokenizer **out);
+/* the same from a directory: tokenizer.json, else tokenizer.model */
+lq_status lq_tokenizer_open_dir(const char *dir, lq_tokenizer **out);
+void      lq_tokenizer_free(lq_tokenizer *t); /* accepts NULL */
+
+lq_tok_kind lq_tokenizer_kind(const lq_tokenizer *t);
+int32_t     lq_tokenizer_vocab_size(const lq_tokenizer *t);
+int32_t     lq_tokenizer_bos(const lq_tokenizer *t); /* -1 if none */
+int32_t     lq_tokenizer_eos(const lq_tokenizer *t); /* -1 if none */
+
+/*! lq_tokenizer_encode() : encode `len` bytes of UTF-8 `text` (invalid UTF-8
+ *  is handled as the reference implementation does: byte fallback or U+FFFD).
+ *  Writes at most `cap` ids to `ids` and the total count to *n_ids; if the
+ *  total exceeds cap, returns LQ_ERR_INVALID_ARG with *n_ids = the needed
+ *  count (call again with a larger buffer). add_bos prepends BOS if the
+ *  tokenizer has one. */
+lq_status lq_tokenizer_encode(const lq_tokenizer *t, const char *text, size_t len, bool add_bos, int32_t *ids,
+                              size_t cap, size_t *n_ids);
+
+/*! lq_tokenizer_decode_piece() : the bytes that token `id` contributes to the
+ *  text when it follows token `prev` (-1 at the start): SentencePiece and
+ *  llama2.c drop the leading space of the first piece after BOS; byte tokens
+ *  <0xXX> give their raw byte; "▁" becomes a space; byte-level tokens are
+ *  mapped back to bytes. Returns the length written to buf (at most cap), or
+ *  -1 for an invalid id. Control tokens (BOS/EOS) give "". */
+int lq_tokenizer_decode_piece(const lq_tokenizer *t, int32_t prev, int32_t id, char *buf, size_t cap);
+
+/* the vocabulary string of `id` as stored (NULL if out of range) */
+const char *lq_tokenizer_piece(const lq_tokenizer *t, int32_t id);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LQ_TOKENIZER_H */

@@ -1,0 +1,321 @@
+/* model.c : the Llama-family model runner (llama, mistral, qwen2).
+ *
+ * Maps Hugging Face tensor names onto lq_llama_weights (weights stay in the
+ * checkpoint's mapping, in their stored dtype; only biases are copied to
+ * f32), checks every shape against config.json, and runs the forward pass:
+ *   x = embed(tokens)
+ *   per layer: h = rmsnorm(x); q,k,v = h·Wqᵀ(+b) ...; rope(q,k); append k,v
+ *              to the cache; x += attention(q, cache)·Woᵀ(+b)
+ *              h = rmsnorm(x); x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ
+ *   logits = rmsnorm(x)·lm_headᵀ
+ * on the CPU (`_cpu` ops, or `_ref` ops as the oracle) or on CUDA through
+ * lq_cuda_llama_* (the whole pass on the device). */
+#include "lq_internal.h"
+#include "lq_kernels.h"
+#include "lq_model.h"
+
+#include <string.h>
+
+struct lq_model {
+    lq_checkpoint   *ck;
+    lq_model_config  cfg;
+    lq_model_params  p;
+    lq_llama_weights w;
+    lq_llama_layer  *layers;
+    float           *inv_freq;
+    float           *biases;     /* one block for all f32 biases */
+    uint64_t         weight_bytes;
+    /* CPU state */
+    float   *k_cache, *v_cache;  /* (n_layers, max_seq, kv_dim) */
+    float   *x, *xb, *q, *k, *v, *att, *ob, *g, *u, *logits_all;
+    int32_t *pos;
+    /* CUDA state */
+    lq_cuda_llama *cuda;
+};
+
+lq_model_params lq_model_default_params(void) {
+    lq_model_params p;
+    memset(&p, 0, sizeof p);
+    p.backend = LQ_BACKEND_AUTO;
+    return p;
+}
+
+const lq_model_config *lq_model_config_of(const lq_model *m) { return &m->cfg; }
+lq_backend             lq_model_backend(const lq_model *m) { return m->p.backend; }
+int64_t                lq_model_max_seq(const lq_model *m) { return m->p.max_seq; }
+uint64_t               lq_model_weight_bytes(const lq_model *m) { return m->weight_bytes; }
+const lq_checkpoint   *lq_model_checkpoint(const lq_model *m) { return m->ck; }
+
+void lq_model_free(lq_model *m) {
+    if (!m) return;
+    lq_cuda_llama_free(m->cuda);
+    lq_free(m->k_cache);
+    lq_free(m->v_cache);
+    lq_free(m->x);
+    lq_free(m->xb);
+    lq_free(m->q);
+    lq_free(m->k);
+    lq_free(m->v);
+    lq_free(m->att);
+    lq_free(m->ob);
+    lq_free(m->g);
+    lq_free(m->u);
+    lq_free(m->logits_all);
+    lq_free(m->pos);
+    lq_free(m->layers);
+    lq_free(m->inv_freq);
+    lq_free(m->biases);
+    lq_checkpoint_close(m->ck);
+    lq_free(m);
+}
+
+/* find `name`, check dtype and shape (rows, cols; rows = 0 for a 1-D tensor) */
+static lq_status get_weight(lq_model *m, const char *name, int64_t rows, int64_t cols, lq_weight *w) {
+    const lq_tensor_info *t = lq_checkpoint_find(m->ck, name);
+    LQ_RETURN_IF(!t, LQ_ERR_FORMAT, "model: tensor '%s' is missing", name);
+    LQ_RETURN_IF(t->dtype != LQ_DTYPE_F32 && t->dtype != LQ_DTYPE_F16 && t->dtype != LQ_DTYPE_BF16,
+                 LQ_ERR_UNSUPPORTED, "model: tensor '%s' is %s; the runner takes F32, F16 or BF16 weights", name,
+                 lq_dtype_name(t->dtype));
+    const bool ok = rows == 0 ? (t->n_dims == 1 && t->shape[0] == cols)
+                              : (t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols);
+    if (!ok) {
+        char got[96] = "[";
+        for (int d = 0; d < t->n_dims && d < 4; d++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+        strcat(got, "]");
+        if (rows)
+            LQ_RETURN_IF(1, LQ_ERR_FORMAT, "model: tensor '%s' has shape %s, config.json implies [%lld, %lld]", name,
+                         got, (long long)rows, (long long)cols);
+        LQ_RETURN_IF(1, LQ_ERR_FORMAT, "model: tensor '%s' has shape %s, config.json implies [%lld]", name, got,
+                     (long long)cols);
+    }
+    w->dtype = t->dtype;
+    w->data  = t->data;
+    w->rows  = rows ? rows : 1;
+    w->cols  = cols;
+    m->weight_bytes += t->nbytes;
+    return LQ_OK;
+}
+
+/* an optional bias, copied to f32 into *dst (advanced); NULL when absent */
+static lq_status get_bias(lq_model *m, const char *name, int64_t n, bool required, float **dst, const float **out) {
+    const lq_tensor_info *t = lq_checkpoint_find(m->ck, name);
+    *out                    = NULL;
+    if (!t) {
+        LQ_RETURN_IF(required, LQ_ERR_FORMAT, "model: bias '%s' is missing (config.json says the model has biases)",
+                     name);
+        return LQ_OK;
+    }
+    LQ_RETURN_IF(t->n_dims != 1 || t->shape[0] != n, LQ_ERR_FORMAT, "model: bias '%s' must have shape [%lld]", name,
+                 (long long)n);
+    const lq_status s = lq_convert_ref(LQ_DTYPE_F32, *dst, t->dtype, t->data, n);
+    LQ_RETURN_IF(s != LQ_OK, s, "model: bias '%s' (%s) cannot be read as f32", name, lq_dtype_name(t->dtype));
+    *out = *dst;
+    *dst += n;
+    m->weight_bytes += t->nbytes;
+    return LQ_OK;
+}
+
+static lq_status map_weights(lq_model *m) {
+    const lq_model_config *c   = &m->cfg;
+    const int64_t          D   = c->hidden_size, F = c->intermediate_size, V = c->vocab_size, hd = c->head_dim;
+    const int64_t          QD  = c->n_heads * hd, KVD = c->n_kv_heads * hd, L = c->n_layers;
+    lq_llama_weights      *w   = &m->w;
+    w->dim                     = D;
+    w->hidden                  = F;
+    w->n_layers                = L;
+    w->n_heads                 = c->n_heads;
+    w->n_kv_heads              = c->n_kv_heads;
+    w->head_dim                = hd;
+    w->vocab                   = V;
+    w->rms_eps                 = (float)c->rms_norm_eps;
+    w->rope_neox               = true; /* HF layout; llama2.c files are permuted to it on load */
+    m->layers                  = lq_calloc((size_t)L, sizeof *m->layers);
+    m->inv_freq                = lq_malloc((size_t)hd / 2 * sizeof(float));
+    m->biases                  = lq_malloc((size_t)(L * (QD + 2 * KVD + D) + 1) * sizeof(float));
+    LQ_RETURN_IF(!m->layers || !m->inv_freq || !m->biases, LQ_ERR_NOMEM, "model: out of memory");
+    LQ_TRY(lq_rope_inv_freq(m->inv_freq, hd, c->rope_theta, (int)c->rope_type, c->rope_factor, c->rope_low_freq_factor,
+                            c->rope_high_freq_factor, c->rope_original_max_pos));
+    w->inv_freq = m->inv_freq;
+    LQ_TRY(get_weight(m, "model.embed_tokens.weight", V, D, &w->embed));
+    LQ_TRY(get_weight(m, "model.norm.weight", 0, D, &w->norm));
+    if (lq_checkpoint_find(m->ck, "lm_head.weight")) {
+        LQ_TRY(get_weight(m, "lm_head.weight", V, D, &w->lm_head));
+    } else {
+        LQ_RETURN_IF(!c->tie_word_embeddings, LQ_ERR_FORMAT,
+                     "model: no lm_head.weight and config.json says tie_word_embeddings is false");
+        w->lm_head = w->embed;
+    }
+    const bool qkv_bias = c->attention_bias, o_bias = c->attention_bias && strcmp(c->model_type, "qwen2") != 0;
+    float     *bias     = m->biases;
+    for (int64_t l = 0; l < L; l++) {
+        lq_llama_layer *y = &m->layers[l];
+        char            nm[128];
+#define W(field, suffix, rows, cols)                                              \
+    snprintf(nm, sizeof nm, "model.layers.%lld." suffix, (long long)l);            \
+    LQ_TRY(get_weight(m, nm, rows, cols, &y->field))
+        W(attn_norm, "input_layernorm.weight", 0, D);
+        W(wq, "self_attn.q_proj.weight", QD, D);
+        W(wk, "self_attn.k_proj.weight", KVD, D);
+        W(wv, "self_attn.v_proj.weight", KVD, D);
+        W(wo, "self_attn.o_proj.weight", D, QD);
+        W(ffn_norm, "post_attention_layernorm.weight", 0, D);
+        W(w_gate, "mlp.gate_proj.weight", F, D);
+        W(w_up, "mlp.up_proj.weight", F, D);
+        W(w_down, "mlp.down_proj.weight", D, F);
+#undef W
+        LQ_RETURN_IF(c->mlp_bias, LQ_ERR_UNSUPPORTED, "model: mlp_bias is not supported");
+#define B(field, suffix, n, req)                                                  \
+    snprintf(nm, sizeof nm, "model.layers.%lld." suffix, (long long)l);            \
+    LQ_TRY(get_bias(m, nm, n, req, &bias, &y->field))
+        B(bq, "self_attn.q_proj.bias", QD, qkv_bias);
+        B(bk, "self_attn.k_proj.bias", KVD, qkv_bias);
+        B(bv, "self_attn.v_proj.bias", KVD, qkv_bias);
+        B(bo, "self_attn.o_proj.bias", D, o_bias);
+#undef B
+    }
+    w->layers = m->layers;
+    return LQ_OK;
+}
+
+static lq_status alloc_cpu(lq_model *m) {
+    const lq_llama_weights *w  = &m->w;
+    const int64_t           B  = m->p.max_batch, S = m->p.max_seq;
+    const int64_t           QD = w->n_heads * w->head_dim, KVD = w->n_kv_heads * w->head_dim;
+    uint64_t                cache;
+    LQ_RETURN_IF(!lq__mul_u64((uint64_t)(w->n_layers * S), (uint64_t)KVD * sizeof(float), &cache), LQ_ERR_NOMEM,
+                 "model: KV cache size overflows");
+    m->k_cache    = lq_malloc((size_t)cache);
+    m->v_cache    = lq_malloc((size_t)cache);
+    m->x          = lq_malloc((size_t)(B * w->dim) * sizeof(float));
+    m->xb         = lq_malloc((size_t)(B * LQ_MAX(w->dim, QD)) * sizeof(float));
+    m->q          = lq_malloc((size_t)(B * QD) * sizeof(float));
+    m->k          = lq_malloc((size_t)(B * KVD) * sizeof(float));
+    m->v          = lq_malloc((size_t)(B * KVD) * sizeof(float));
+    m->att        = lq_malloc((size_t)(B * QD) * sizeof(float));
+    m->ob         = lq_malloc((size_t)(B * w->dim) * sizeof(float));
+    m->g          = lq_malloc((size_t)(B * w->hidden) * sizeof(float));
+    m->u          = lq_malloc((size_t)(B * w->hidden) * sizeof(float));
+    m->logits_all = lq_malloc((size_t)(B * w->vocab) * sizeof(float));
+    m->pos        = lq_malloc((size_t)B * sizeof(int32_t));
+    LQ_RETURN_IF(!m->k_cache || !m->v_cache || !m->x || !m->xb || !m->q || !m->k || !m->v || !m->att || !m->ob ||
+                     !m->g || !m->u || !m->logits_all || !m->pos,
+                 LQ_ERR_NOMEM, "model: out of memory for the KV cache (%llu bytes) and activations",
+                 (unsigned long long)(2 * cache));
+    return LQ_OK;
+}
+
+lq_status lq_model_open(const char *path, const lq_model_params *p_in, lq_model **out) {
+    *out        = NULL;
+    lq_model *m = lq_calloc(1, sizeof *m);
+    LQ_RETURN_IF(!m, LQ_ERR_NOMEM, "out of memory");
+    m->p         = p_in ? *p_in : lq_model_default_params();
+    lq_status st = LQ_OK;
+    LQ_GOTO_TRY(lq_checkpoint_open(path, &m->ck));
+    LQ_GOTO_TRY(lq_checkpoint_config(m->ck, &m->cfg));
+    if (m->p.max_seq <= 0) m->p.max_seq = LQ_MIN(m->cfg.max_position_embeddings, 4096);
+    if (m->p.max_seq <= 0) m->p.max_seq = 4096;
+    if (m->p.max_batch <= 0) m->p.max_batch = 512;
+    m->p.max_batch = LQ_MIN(m->p.max_batch, m->p.max_seq);
+    LQ_GOTO_TRY(map_weights(m));
+    if (m->p.backend == LQ_BACKEND_AUTO) m->p.backend = lq_cuda_device_count() > 0 ? LQ_BACKEND_CUDA : LQ_BACKEND_CPU;
+    if (m->p.backend == LQ_BACKEND_CUDA) {
+        LQ_GOTO_IF(lq_cuda_device_count() <= 0, LQ_ERR_UNSUPPORTED, "model: --device cuda but %s",
+                   lq_cuda_device_name());
+        LQ_GOTO_IF(m->p.use_ref, LQ_ERR_INVALID_ARG, "model: the reference ops run on the CPU only");
+        LQ_GOTO_TRY(lq_cuda_llama_init(&m->w, m->p.max_seq, m->p.max_batch, &m->cuda));
+        m->logits_all = lq_malloc((size_t)m->w.vocab * sizeof(float)); /* last_only scratch */
+        LQ_GOTO_IF(!m->logits_all, LQ_ERR_NOMEM, "model: out of memory");
+    } else {
+        LQ_GOTO_TRY(alloc_cpu(m));
+    }
+    *out = m;
+    return LQ_OK;
+done:
+    lq_model_free(m);
+    return st;
+}
+
+static void add_inplace(float *x, const float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+/* one CPU step of n <= max_batch tokens */
+static lq_status forward_cpu(lq_model *m, const int32_t *tokens, int64_t n, int64_t pos0, float *logits, bool last_only) {
+    const lq_llama_weights *w   = &m->w;
+    const bool              ref = m->p.use_ref;
+    const int               nt  = m->p.n_threads;
+    const int64_t           D = w->dim, F = w->hidden, hd = w->head_dim;
+    const int64_t           KVD = w->n_kv_heads * hd, S = m->p.max_seq;
+    for (int64_t t = 0; t < n; t++) m->pos[t] = (int32_t)(pos0 + t);
+#define MATMUL(y, x, rows_n, wt, b) \
+    LQ_TRY(ref ? lq_matmul_ref((y), (x), (rows_n), (wt), (b)) : lq_matmul_cpu((y), (x), (rows_n), (wt), (b), nt))
+    LQ_TRY(ref ? lq_embed_ref(m->x, &w->embed, tokens, n) : lq_embed_cpu(m->x, &w->embed, tokens, n, nt));
+    for (int64_t l = 0; l < w->n_layers; l++) {
+        const lq_llama_layer *y  = &w->layers[l];
+        float                *kc = m->k_cache + l * S * KVD, *vc = m->v_cache + l * S * KVD;
+        if (ref)
+            lq_rmsnorm_ref(m->xb, m->x, &y->attn_norm, n, D, w->rms_eps);
+        else
+            lq_rmsnorm_cpu(m->xb, m->x, &y->attn_norm, n, D, w->rms_eps, nt);
+        MATMUL(m->q, m->xb, n, &y->wq, y->bq);
+        MATMUL(m->k, m->xb, n, &y->wk, y->bk);
+        MATMUL(m->v, m->xb, n, &y->wv, y->bv);
+        if (ref) {
+            lq_rope_ref(m->q, m->pos, n, w->n_heads, hd, w->inv_freq, w->rope_neox);
+            lq_rope_ref(m->k, m->pos, n, w->n_kv_heads, hd, w->inv_freq, w->rope_neox);
+        } else {
+            lq_rope_cpu(m->q, m->pos, n, w->n_heads, hd, w->inv_freq, w->rope_neox, nt);
+            lq_rope_cpu(m->k, m->pos, n, w->n_kv_heads, hd, w->inv_freq, w->rope_neox, nt);
+        }
+        memcpy(kc + pos0 * KVD, m->k, (size_t)(n * KVD) * sizeof(float));
+        memcpy(vc + pos0 * KVD, m->v, (size_t)(n * KVD) * sizeof(float));
+        if (ref)
+            lq_attention_ref(m->att, m->q, kc, vc, n, pos0, w->n_heads, w->n_kv_heads, hd, KVD);
+        else
+            LQ_TRY(lq_attention_cpu(m->att, m->q, kc, vc, n, pos0, w->n_heads, w->n_kv_heads, hd, KVD, nt));
+        MATMUL(m->ob, m->att, n, &y->wo, y->bo);
+        add_inplace(m->x, m->ob, n * D);
+        if (ref)
+            lq_rmsnorm_ref(m->xb, m->x, &y->ffn_norm, n, D, w->rms_eps);
+        else
+            lq_rmsnorm_cpu(m->xb, m->x, &y->ffn_norm, n, D, w->rms_eps, nt);
+        MATMUL(m->g, m->xb, n, &y->w_gate, NULL);
+        MATMUL(m->u, m->xb, n, &y->w_up, NULL);
+        if (ref)
+            lq_swiglu_ref(m->g, m->g, m->u, n * F);
+        else
+            lq_swiglu_cpu(m->g, m->g, m->u, n * F, nt);
+        MATMUL(m->ob, m->g, n, &y->w_down, NULL);
+        add_inplace(m->x, m->ob, n * D);
+    }
+    const int64_t first = last_only ? n - 1 : 0, rows = n - first;
+    if (ref)
+        lq_rmsnorm_ref(m->xb, m->x + first * D, &w->norm, rows, D, w->rms_eps);
+    else
+        lq_rmsnorm_cpu(m->xb, m->x + first * D, &w->norm, rows, D, w->rms_eps, nt);
+    MATMUL(logits, m->xb, rows, &w->lm_head, NULL);
+#undef MATMUL
+    return LQ_OK;
+}
+
+lq_status lq_model_forward(lq_model *m, const int32_t *tokens, int64_t n, int64_t pos0, float *logits, bool last_only) {
+    LQ_RETURN_IF(n <= 0 || pos0 < 0 || pos0 + n > m->p.max_seq, LQ_ERR_INVALID_ARG,
+                 "model: positions %lld..%lld are outside the KV cache (max_seq %lld)", (long long)pos0,
+                 (long long)(pos0 + n - 1), (long long)m->p.max_seq);
+    for (int64_t i = 0; i < n; i++)
+        LQ_RETURN_IF(tokens[i] < 0 || tokens[i] >= m->w.vocab, LQ_ERR_INVALID_ARG,
+                     "model: token id %d is outside the vocabulary [0, %lld)", tokens[i], (long long)m->w.vocab);
+    const int64_t V = m->w.vocab;
+    for (int64_t done = 0; done < n;) {
+        const int64_t step = LQ_MIN(m->p.max_batch, n - done);
+        const bool    last = done + step == n;
+        float        *dst  = last_only ? (last ? logits : m->logits_all) : logits + done * V;
+        if (m->cuda)
+            LQ_TRY(lq_cuda_llama_forward(m->cuda, tokens + done, step, pos0 + done, dst, last_only));
+        else
+            LQ_TRY(forward_cpu(m, tokens + done, step, pos0 + done, dst, last_only));
+        done += step;
+    }
+    return LQ_OK;
+}

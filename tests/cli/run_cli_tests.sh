@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# CLI behaviour tests: help/usage/exit codes, the malformed-input corpus
+# (exit 1, one line naming the file, nothing left behind), conversions of the
+# real stories260K model. Prints "N passed, M failed" and exits non-zero on
+# any failure. Environment: BUILD (default build), LQ_SHARED_DATA.
+set -u
+BUILD=${BUILD:-build}
+SHARED=${LQ_SHARED_DATA:-../shared/data}
+T=$(mktemp -d "${TMPDIR:-/tmp}/lq-cli.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+check() { # check DESC CONDITION...
+    local desc=$1; shift
+    if "$@"; then ok; else bad "$desc"; fi
+}
+run() { # run CMD... -> $rc, $T/out, $T/err
+    "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+}
+INSPECT=$BUILD/lq-inspect
+CONVERT=$BUILD/lq-convert
+
+# ---- conventions: help, version, usage errors ----
+for tool in lq-inspect lq-convert; do
+    run "$BUILD/$tool" --help
+    check "$tool --help exits 0" test $rc -eq 0
+    check "$tool --help prints usage on stdout" grep -q "^usage: $tool" "$T/out"
+    check "$tool --help writes nothing on stderr" test ! -s "$T/err"
+    run "$BUILD/$tool" -h
+    check "$tool -h exits 0" test $rc -eq 0
+    run "$BUILD/$tool" --bogus-flag x y
+    check "$tool unknown option exits 2" test $rc -eq 2
+    check "$tool unknown option names it" grep -q "unknown option '--bogus-flag'" "$T/err"
+    check "$tool usage error prints nothing on stdout" test ! -s "$T/out"
+    run "$BUILD/$tool"
+    check "$tool without arguments exits 2" test $rc -eq 2
+    run "$BUILD/$tool" --version
+    check "$tool --version" grep -q "^$tool [0-9]\+\.[0-9]\+\.[0-9]\+$" "$T/out"
+    run "$BUILD/$tool" -q --version
+    check "$tool -q --version is bare" grep -q "^[0-9]\+\.[0-9]\+\.[0-9]\+$" "$T/out"
+done
+run "$INSPECT" --threads zero x
+check "--threads junk is a usage error" test $rc -eq 2
+run "$CONVERT" --dtype f12 a b
+check "--dtype junk is a usage error" test $rc -eq 2
+run "$CONVERT" --max-shard-size 5XB a b
+check "--max-shard-size junk is a usage error" test $rc -eq 2
+run "$INSPECT" /nonexistent/model.safetensors
+check "missing input exits 1" test $rc -eq 1
+check "missing input names the path" grep -q "/nonexistent/model.safetensors" "$T/err"
+
+# ---- malformed corpus: exit 1, one line naming the file, no output left ----
+while IFS=$'\t' read -r name expect; do
+    f=tests/data/bad/$name
+    run "$INSPECT" "$f"
+    check "inspect $name exits 1 (got $rc)" test $rc -eq 1
+    check "inspect $name: one line on stderr" test "$(wc -l <"$T/err")" -eq 1
+    check "inspect $name: message names the file" grep -qF "$f" "$T/err"
+    check "inspect $name: message says '$expect'" grep -qF "$expect" "$T/err"
+    check "inspect $name: nothing on stdout" test ! -s "$T/out"
+    run "$CONVERT" "$f" "$T/out_$name"
+    check "convert $name exits 1" test $rc -eq 1
+    check "convert $name leaves no output" test ! -e "$T/out_$name"
+    check "convert $name leaves no staging dir" test -z "$(ls -A "$T" | grep lq-tmp)"
+done <tests/data/bad/EXPECTED.tsv
+
+# ---- llama2.c: truncated and padded copies of the real model ----
+L2C=$SHARED/stories260K/stories260K.bin
+head -c 500000 "$L2C" >"$T/trunc.bin"
+run "$INSPECT" "$T/trunc.bin"
+check "truncated llama2.c exits 1" test $rc -eq 1
+check "truncated llama2.c says truncated" grep -q "truncated" "$T/err"
+{ cat "$L2C"; printf 'xxxx'; } >"$T/padded.bin"
+run "$CONVERT" "$T/padded.bin" "$T/out_padded"
+check "llama2.c with trailing bytes exits 1" test $rc -eq 1
+check "llama2.c with trailing bytes says so" grep -q "trailing bytes" "$T/err"
+check "llama2.c with trailing bytes leaves nothing" test ! -e "$T/out_padded"
+
+# ---- the real model ----
+run "$CONVERT" --verify "$L2C" "$T/hf"
+check "convert stories260K.bin exits 0" test $rc -eq 0
+check "convert prints its summary on stdout" grep -q "47 tensors" "$T/out"
+check "convert writes config.json" test -s "$T/hf/config.json"
+check "convert copies the tokenizer" cmp -s "$T/hf/tokenizer.model" "$SHARED/stories260K/tok512.model"
+check "output directory is world-readable" test "$(stat -c %a "$T/hf")" = 755 -o "$(stat -c %a "$T/hf")" = 775
+run "$INSPECT" --json "$T/hf"
+check "inspect --json exits 0" test $rc -eq 0
+check "inspect --json is valid JSON with 47 tensors" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert len(d["tensors"]) == 47 and d["summary"]["tensors"] == 47 and d["summary"]["parameters"] == 260032
+names = [t["name"] for t in d["tensors"]]
+assert len(set(names)) == 47 and "model.layers.4.mlp.down_proj.weight" in names
+' "$T/out"
+run "$CONVERT" "$L2C" "$T/hf"
+check "existing non-empty OUTDIR without --force exits 1" test $rc -eq 1
+check "... and says to use --force" grep -q -- "--force" "$T/err"
+run "$CONVERT" --force --dtype bf16 --max-shard-size 300KB --verify "$T/hf" "$T/hf"
+check "converting into the input directory is refused" test $rc -eq 1
+run "$CONVERT" --dtype bf16 --max-shard-size 300KB --verify "$T/hf" "$T/bf16"
+check "bf16 sharded conversion exits 0" test $rc -eq 0
+check "bf16 sharded conversion writes an index" test -s "$T/bf16/model.safetensors.index.json"
+check "bf16 sharded conversion writes HF shard names" test -s "$T/bf16/model-00001-of-00002.safetensors"
+check "bf16 config says bfloat16" grep -q '"torch_dtype": "bfloat16"' "$T/bf16/config.json"
+run "$INSPECT" --json "$T/bf16"
+check "sharded bf16 has 47 tensors, norms F32 and matrices BF16" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+t = {x["name"]: x for x in d["tensors"]}
+assert len(t) == 47
+assert t["model.norm.weight"]["dtype"] == "F32"
+assert t["model.layers.0.self_attn.q_proj.weight"]["dtype"] == "BF16"
+assert d["summary"]["bytes"] == 260032 * 2 + 11 * 64 * 2
+' "$T/out"
+run "$CONVERT" --force --dtype f32 "$T/bf16" "$T/hf"
+check "--force replaces an existing output" test $rc -eq 0
+check "--force removed the old single file" test -s "$T/hf/model.safetensors"
+run "$CONVERT" --dry-run --dtype f16 "$L2C" "$T/dry"
+check "--dry-run exits 0" test $rc -eq 0
+check "--dry-run writes nothing" test ! -e "$T/dry"
+check "--dry-run prints the plan" grep -q "^plan: 47 tensors" "$T/out"
+run "$CONVERT" --json "$L2C" "$T/json"
+check "convert --json is valid JSON" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["tensors"]==47' "$T/out"
+
+# ---- interrupted runs never leave a partial output under the final name ----
+python3 -c '
+import json, struct, sys
+n = 48 << 20  # 4 tensors of 48 MiB
+h = {"t%d" % i: {"dtype": "F32", "shape": [n // 4], "data_offsets": [i * n, (i + 1) * n]} for i in range(4)}
+b = json.dumps(h, separators=(",", ":")).encode(); b += b" " * ((8 - len(b) % 8) % 8)
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<Q", len(b)) + b)
+    f.truncate(8 + len(b) + 4 * n)
+' "$T/big.safetensors"
+for sig in TERM KILL; do
+    "$CONVERT" --threads 1 --dtype f16 --no-fsync "$T/big.safetensors" "$T/sig_$sig" >/dev/null 2>&1 &
+    pid=$!
+    sleep 0.15
+    kill -s $sig $pid 2>/dev/null
+    { wait $pid; } 2>/dev/null
+    rc=$?
+    if [ $rc -eq 0 ]; then
+        check "SIG$sig arrived after completion: output complete" test -s "$T/sig_$sig/model.safetensors"
+    else
+        check "SIG$sig: no output under the final name" test ! -e "$T/sig_$sig"
+        [ $sig = TERM ] && check "SIGTERM: exit 1 and the staging directory removed" \
+            test $rc -eq 1 -a -z "$(ls -A "$T" | grep "sig_TERM.lq-tmp")"
+    fi
+done
+rm -f "$T/big.safetensors"
+
+# ---- PyTorch fixtures, when present ----
+if [ -d tests/data/pytorch ]; then
+    for f in tests/data/pytorch/malicious*.bin; do
+        [ -e "$f" ] || continue
+        run "$INSPECT" "$f"
+        check "malicious pickle $f exits 1" test $rc -eq 1
+        check "malicious pickle message names the refused global" grep -q "global .* is not allowed" "$T/err"
+        run "$CONVERT" "$f" "$T/out_mal"
+        check "malicious pickle leaves no output" test ! -e "$T/out_mal"
+    done
+fi
+
+echo "cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

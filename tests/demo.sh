@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The main job on the bundled real model: convert the llama2.c checkpoint of
+# stories260K to a Hugging Face safetensors directory (f32, verified), then to
+# a sharded bf16 copy, and inspect both. Output goes to build/demo/.
+set -euo pipefail
+SHARED=${1:-../shared/data}
+OUT=build/demo
+rm -rf "$OUT"
+mkdir -p "$OUT"
+set -x
+build/lq-convert --verify "$SHARED/stories260K/stories260K.bin" "$OUT/stories260K-hf"
+build/lq-inspect "$OUT/stories260K-hf"
+build/lq-convert --verify --dtype bf16 --max-shard-size 300KB "$OUT/stories260K-hf" "$OUT/stories260K-bf16"
+build/lq-inspect --no-stats "$OUT/stories260K-bf16"
+set +x
+if cmp -s <(build/lq-inspect --json "$OUT/stories260K-hf" | grep -v '"path"\|"file"') \
+          <(build/lq-inspect --json "$SHARED/stories260K-hf" | grep -v '"path"\|"file"'); then
+    echo "demo: the converted model matches the independent HF conversion tensor for tensor"
+else
+    echo "demo: MISMATCH with $SHARED/stories260K-hf" >&2
+    exit 1
+fi

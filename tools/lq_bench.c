@@ -1,0 +1,268 @@
+/* lq_bench.c : benchmarks (make bench). Not a test: it prints figures, each
+ * as a ratio to a ceiling measured in the same run on the same machine.
+ *
+ * convert: a generated ~2 GB F32 safetensors file (synthetic values) is
+ *   converted to BF16 the way lq-convert does it (open + mmap, convert into
+ *   the mapped temporary output, rename), with a warm page cache. The
+ *   ceiling is a parallel memcpy with the same thread count. Rates count
+ *   memory traffic (bytes read + bytes written), so a conversion that reads
+ *   4 B and writes 2 B per element compares fairly with memcpy's 1 + 1. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "cli_util.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int g_threads;
+
+static int n_threads(void) {
+#ifdef _OPENMP
+    return g_threads > 0 ? g_threads : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* parallel memcpy in 4 MB chunks: the bandwidth ceiling */
+static void par_memcpy(uint8_t *dst, const uint8_t *src, size_t n) {
+    const size_t  chunk = (size_t)4 << 20;
+    const int64_t nc    = (int64_t)((n + chunk - 1) / chunk);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(n_threads())
+#endif
+    for (int64_t c = 0; c < nc; c++) {
+        const size_t o = (size_t)c * chunk, m = n - o < chunk ? n - o : chunk;
+        memcpy(dst + o, src + o, m);
+    }
+}
+
+static double median(double *v, int n) {
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            const double t = v[j];
+            v[j] = v[j - 1], v[j - 1] = t;
+        }
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+typedef struct {
+    uint64_t seed;
+} gen_ctx;
+
+static lq_status fill_synthetic(void *dst, uint64_t off, uint64_t nbytes, void *user) {
+    const gen_ctx *g = user;
+    float         *f = dst;
+    for (uint64_t i = 0; i < nbytes / 4; i++) {
+        uint64_t z = g->seed + off / 4 + i;
+        z          = (z ^ (z >> 31)) * 0x9e3779b97f4a7c15ULL;
+        f[i]       = (float)((int64_t)(z >> 40) - (1 << 23)) * 0x1p-27f; /* ~N(0, 0.03)-ish range */
+    }
+    return LQ_OK;
+}
+
+typedef struct {
+    const lq_tensor_info *src;
+} conv_ctx;
+
+static lq_status fill_bf16(void *dst, uint64_t off, uint64_t nbytes, void *user) {
+    const conv_ctx *c = user;
+    return lq_convert_cpu(LQ_DTYPE_BF16, dst, LQ_DTYPE_F32, (const uint8_t *)c->src->data + off * 2,
+                          (int64_t)(nbytes / 2), 1);
+}
+
+static int bench_convert(const char *dir, double size_gb, int reps) {
+    char in_path[1024], out_dir[1024];
+    snprintf(in_path, sizeof in_path, "%s/bench_f32.safetensors", dir);
+    snprintf(out_dir, sizeof out_dir, "%s/bench_bf16", dir);
+    mkdir(dir, 0755);
+    mkdir(out_dir, 0755);
+    /* 1. the input: 2 GB of F32 in 16 tensors of shape [rows, 4096] */
+    const int      n_t  = 16;
+    const uint64_t cols = 4096;
+    const uint64_t rows = (uint64_t)(size_gb * 1e9 / 4.0 / (double)cols / n_t);
+    gen_ctx        g    = {12345};
+    lq_st_entry    e[16];
+    char           names[16][64];
+    memset(e, 0, sizeof e);
+    for (int i = 0; i < n_t; i++) {
+        snprintf(names[i], sizeof names[i], "model.layers.%d.mlp.up_proj.weight", i);
+        e[i] = (lq_st_entry){.name = names[i], .dtype = LQ_DTYPE_F32, .n_dims = 2, .shape = {(int64_t)rows, (int64_t)cols},
+                             .fill = fill_synthetic, .fill_user = &g};
+    }
+    lq_st_write_params wp = lq_st_write_default_params();
+    wp.no_fsync           = true;
+    wp.n_threads          = n_threads();
+    struct stat sb;
+    const uint64_t in_bytes = (uint64_t)n_t * rows * cols * 4;
+    if (stat(in_path, &sb) != 0 || (uint64_t)sb.st_size < in_bytes) {
+        fprintf(stderr, "bench: generating %s (%.2f GB, synthetic)\n", in_path, (double)in_bytes / 1e9);
+        if (lq_safetensors_write(in_path, e, n_t, &wp) != LQ_OK) return 1;
+    }
+    lq_checkpoint *ck;
+    if (lq_checkpoint_open(in_path, &ck) != LQ_OK) return 1;
+    /* warm the page cache: read every page of the input */
+    uint64_t sum = 0;
+    for (int64_t i = 0; i < lq_checkpoint_count(ck); i++) {
+        const lq_tensor_info *t = lq_checkpoint_tensor(ck, i);
+        for (uint64_t k = 0; k < t->nbytes; k += 4096) sum += ((const uint8_t *)t->data)[k];
+    }
+    /* 2. the ceiling: parallel memcpy of 1 GB, warm buffers */
+    const size_t mc = (size_t)1 << 30;
+    uint8_t     *a = lq_malloc(mc), *b = lq_malloc(mc);
+    if (!a || !b) return 1;
+    memset(a, 1, mc);
+    memset(b, 2, mc);
+    double t_mc[5];
+    for (int r = 0; r < 5; r++) {
+        const double t0 = now_s();
+        par_memcpy(b, a, mc);
+        t_mc[r] = now_s() - t0;
+    }
+    const double memcpy_traffic = 2.0 * (double)mc / median(t_mc, 5) / 1e9; /* GB/s read + write */
+    /* 3. the kernel alone: F32 -> BF16 in memory (the first 512 MB of input into b) */
+    const lq_tensor_info *t0i = lq_checkpoint_tensor(ck, 0);
+    const int64_t         kn  = (int64_t)(t0i->nbytes / 4);
+    double                t_k[5];
+    for (int r = 0; r < 5; r++) {
+        const double t0 = now_s();
+        lq_convert_cpu(LQ_DTYPE_BF16, b, LQ_DTYPE_F32, t0i->data, kn, n_threads());
+        t_k[r] = now_s() - t0;
+    }
+    const double kernel_traffic = 6.0 * (double)kn / median(t_k, 5) / 1e9;
+    lq_free(a);
+    lq_free(b);
+    /* 4. the whole conversion as lq-convert runs it (page cache, no fsync) */
+    conv_ctx    cc[16];
+    lq_st_entry o[16];
+    memset(o, 0, sizeof o);
+    for (int64_t i = 0; i < lq_checkpoint_count(ck); i++) {
+        const lq_tensor_info *t = lq_checkpoint_tensor(ck, i);
+        cc[i].src               = t;
+        o[i] = (lq_st_entry){.name = t->name, .dtype = LQ_DTYPE_BF16, .n_dims = t->n_dims, .fill = fill_bf16,
+                             .fill_user = &cc[i]};
+        memcpy(o[i].shape, t->shape, sizeof t->shape);
+    }
+    double t_cv[9];
+    reps = reps > 9 ? 9 : reps;
+    char out_file[1100];
+    snprintf(out_file, sizeof out_file, "%s/model.safetensors", out_dir);
+    for (int r = 0; r < reps; r++) {
+        unlink(out_file); /* as into a fresh directory: no old file to free inside the timing */
+        sync();
+        const double t0 = now_s();
+        if (lq_safetensors_write_dir(out_dir, o, lq_checkpoint_count(ck), &wp) != LQ_OK) return 1;
+        t_cv[r] = now_s() - t0;
+    }
+    const double tc           = median(t_cv, reps);
+    const double conv_in_gbs  = (double)in_bytes / tc / 1e9;
+    const double conv_traffic = 1.5 * (double)in_bytes / tc / 1e9;
+    /* 5. second ceiling: writing the output's bytes into a new file's page cache */
+    const uint64_t out_bytes = in_bytes / 2;
+    uint8_t       *ob        = lq_malloc((size_t)out_bytes);
+    if (!ob) return 1;
+    memset(ob, 3, (size_t)out_bytes);
+    lq_st_entry pe = {.name = "bytes", .dtype = LQ_DTYPE_U8, .n_dims = 1, .shape = {(int64_t)out_bytes}, .data = ob};
+    double      t_pw[3];
+    for (int r = 0; r < 3; r++) {
+        unlink(out_file);
+        sync();
+        const double t0 = now_s();
+        if (lq_safetensors_write_dir(out_dir, &pe, 1, &wp) != LQ_OK) return 1;
+        t_pw[r] = now_s() - t0;
+    }
+    lq_free(ob);
+    const double pw_traffic = 2.0 * (double)out_bytes / median(t_pw, 3) / 1e9;
+    /* 6. durability cost: one more run with fsync (disk-bound, reported apart) */
+    unlink(out_file);
+    wp.no_fsync     = false;
+    const double t1 = now_s();
+    if (lq_safetensors_write_dir(out_dir, o, lq_checkpoint_count(ck), &wp) != LQ_OK) return 1;
+    const double t_sync = now_s() - t1;
+    lq_checkpoint_close(ck);
+    (void)sum;
+    printf("== convert F32 -> BF16 (synthetic %.2f GB safetensors, %d threads, warm page cache) ==\n",
+           (double)in_bytes / 1e9, n_threads());
+    printf("memcpy ceiling       : %7.2f GB/s traffic (read+write), median of 5, 1 GiB buffers\n", memcpy_traffic);
+    printf("convert kernel       : %7.2f GB/s traffic  ratio %.2f of memcpy  (in-memory lq_convert_cpu)\n",
+           kernel_traffic, kernel_traffic / memcpy_traffic);
+    printf("convert file->file   : %7.2f GB/s traffic, %.2f GB/s of input, %.3f s  ratio %.2f of memcpy  (goal >= 0.50)\n",
+           conv_traffic, conv_in_gbs, tc, conv_traffic / memcpy_traffic);
+    printf("page-cache write     : %7.2f GB/s traffic  ratio %.2f of memcpy  (the output's bytes copied into a new file)\n",
+           pw_traffic, pw_traffic / memcpy_traffic);
+    printf("  with fsync (disk)  : %.3f s (%.2f GB/s of input; bound by the disk, not a goal)\n", t_sync,
+           (double)in_bytes / t_sync / 1e9);
+    return 0;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: %s [options] [BENCH...]\n"
+            "Benchmarks; each figure is printed with the ceiling it is compared with,\n"
+            "measured in the same run. BENCH: convert (default: all).\n"
+            "\n"
+            "options:\n"
+            "  --dir DIR        [build/bench] where generated inputs and outputs go\n"
+            "  --size-gb G      [2] size of the generated F32 input for 'convert'\n"
+            "  --reps N         [3] repetitions (the median is reported)\n"
+            "  --keep           keep the generated files\n"
+            "  -t, --threads N  [auto] threads\n"
+            "  -h, --help       this help\n",
+            g_tool);
+}
+
+int main(int argc, char **argv) {
+    cli_init("lq-bench");
+    const char *dir = "build/bench";
+    double      size_gb = 2.0;
+    int64_t     reps = 3, threads = 0;
+    bool        keep = false, want_convert = false, any = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--dir")) {
+            dir = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--size-gb")) {
+            if (!cli_parse_f64(cli_value(argc, argv, &i), &size_gb) || size_gb <= 0 || size_gb > 64)
+                cli_usage_error("--size-gb needs a number in (0, 64]");
+        } else if (!strcmp(a, "--reps")) {
+            if (!cli_parse_i64(cli_value(argc, argv, &i), 1, 9, &reps)) cli_usage_error("--reps needs 1..9");
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            if (!cli_parse_i64(cli_value(argc, argv, &i), 1, 1024, &threads)) cli_usage_error("--threads needs 1..1024");
+        } else if (!strcmp(a, "--keep")) {
+            keep = true;
+        } else if (!strcmp(a, "convert")) {
+            want_convert = any = true;
+        } else {
+            cli_usage_error("unknown option or benchmark '%s'", a);
+        }
+    }
+    g_threads = (int)threads;
+    int rc    = 0;
+    if (!any || want_convert) rc |= bench_convert(dir, size_gb, (int)reps);
+    if (!keep) {
+        char p[1200];
+        snprintf(p, sizeof p, "%s/bench_f32.safetensors", dir);
+        unlink(p);
+        snprintf(p, sizeof p, "%s/bench_bf16/model.safetensors", dir);
+        unlink(p);
+        snprintf(p, sizeof p, "%s/bench_bf16", dir);
+        rmdir(p);
+        rmdir(dir);
+    }
+    return rc ? CLI_EXIT_FAIL : 0;
+}
