@@ -12,6 +12,7 @@ CUDA     ?= auto
 NO_OMP   ?=
 DEBUG    ?=
 MOREFLAGS ?=
+MORELDFLAGS ?=
 BUILD    ?= build
 PREFIX   ?= /usr/local
 SHARED   ?= ../shared/data
@@ -26,6 +27,7 @@ ARCHFLAGS ?= -march=native
 INCLUDES := -Ilibquant/core -Ilibquant -Iformats -Ikernels -Icalib -Itools
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(ARCHFLAGS) $(WARNINGS) $(INCLUDES) -MMD -MP $(MOREFLAGS)
 LDLIBS   += -lm
+LDFLAGS  += $(MORELDFLAGS)
 
 # ---- feature detection ----
 ifeq ($(NO_OMP),1)
@@ -146,7 +148,7 @@ test-run: tests-bin
 check: deps
 	$(Q)$(MAKE) --no-print-directory BUILD=build-san CUDA=0 ARCHFLAGS= \
 	    MOREFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -Werror" \
-	    LDFLAGS="-fsanitize=address,undefined" check-run
+	    MORELDFLAGS="-fsanitize=address,undefined" check-run
 
 check-run: tests-bin fuzz-replay
 	$(Q)ASAN_OPTIONS=detect_leaks=1 LQ_SHARED_DATA=$(SHARED) $(BUILD)/run_tests $(SUITE)

@@ -36,7 +36,13 @@ typedef enum {
  *  @return LQ_OK, LQ_ERR_IO, LQ_ERR_FORMAT, LQ_ERR_UNSUPPORTED (e.g. a Unigram
  *  model or a WordPiece tokenizer.json), LQ_ERR_NOMEM. */
 lq_status lq_tokenizer_open(const char *path, int32_t vocab_size, lq_tokenizer **out);
-/* the same from a directory: tokenizer.json, else tokenizer.model */
+/*! lq_tokenizer_open_mem() : the same from `size` bytes at `data` (e.g. a
+ *  file already in memory, or a fuzzer's input). Nothing is retained:
+ *  `data` may be freed once this returns. */
+lq_status lq_tokenizer_open_mem(const void *data, size_t size, int32_t vocab_size, lq_tokenizer **out);
+/* the same from a directory: tokenizer.json, else tokenizer.model; with a
+ * tokenizer.json, bos_token/eos_token of a tokenizer_config.json beside it
+ * (when present) set lq_tokenizer_bos()/lq_tokenizer_eos() */
 lq_status lq_tokenizer_open_dir(const char *dir, lq_tokenizer **out);
 void      lq_tokenizer_free(lq_tokenizer *t); /* accepts NULL */
 

@@ -3,8 +3,10 @@
  *
  * Every operation returns LQ_ERR_UNSUPPORTED with a log line;
  * lq_cuda_device_count() is 0, so LQ_BACKEND_AUTO never picks CUDA and a
- * caller that checks the count first never sees an error. Freeing NULL is
- * the one success: cleanup paths may free unconditionally. */
+ * caller that checks the count first never sees an error. Freeing (NULL,
+ * or a model that cannot exist) is the one success: cleanup paths may free
+ * unconditionally. Keep this file in step with the lq_cuda_* declarations
+ * of lq_kernels.h. */
 #include "lq_internal.h"
 #include "lq_kernels.h"
 
@@ -51,3 +53,66 @@ lq_status lq_cuda_convert(lq_dtype dst_t, void *dst, lq_dtype src_t, const void 
                lq_dtype_name(dst_t));
     return LQ_ERR_UNSUPPORTED;
 }
+
+/* ---- forward-pass ops and the whole-model pass ---- */
+
+lq_status lq_cuda_matmul(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias) {
+    (void)y, (void)x, (void)n, (void)w, (void)bias;
+    LQ_LOG_ERR(NOT_BUILT);
+    return LQ_ERR_UNSUPPORTED;
+}
+
+lq_status lq_cuda_embed(float *out, const lq_weight *table, const int32_t *ids, int64_t n) {
+    (void)out, (void)table, (void)ids, (void)n;
+    LQ_LOG_ERR(NOT_BUILT);
+    return LQ_ERR_UNSUPPORTED;
+}
+
+lq_status lq_cuda_rmsnorm(float *y, const float *x, const lq_weight *w, int64_t n, int64_t dim, float eps) {
+    (void)y, (void)x, (void)w, (void)n, (void)dim, (void)eps;
+    LQ_LOG_ERR(NOT_BUILT);
+    return LQ_ERR_UNSUPPORTED;
+}
+
+lq_status lq_cuda_rope(float *x, const int32_t *pos, int64_t n, int64_t n_heads, int64_t head_dim,
+                       const float *inv_freq, bool neox) {
+    (void)x, (void)pos, (void)n, (void)n_heads, (void)head_dim, (void)inv_freq, (void)neox;
+    LQ_LOG_ERR(NOT_BUILT);
+    return LQ_ERR_UNSUPPORTED;
+}
+
+lq_status lq_cuda_attention(float *out, const float *q, const float *k_cache, const float *v_cache, int64_t n,
+                            int64_t pos0, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t kv_stride) {
+    (void)out, (void)q, (void)k_cache, (void)v_cache, (void)n, (void)pos0, (void)n_heads, (void)n_kv_heads,
+        (void)head_dim, (void)kv_stride;
+    LQ_LOG_ERR(NOT_BUILT);
+    return LQ_ERR_UNSUPPORTED;
+}
+
+lq_status lq_cuda_swiglu(float *out, const float *gate, const float *up, int64_t n) {
+    (void)out, (void)gate, (void)up, (void)n;
+    LQ_LOG_ERR(NOT_BUILT);
+    return LQ_ERR_UNSUPPORTED;
+}
+
+lq_status lq_cuda_log_softmax(float *out, const float *logits, int64_t n, int64_t vocab) {
+    (void)out, (void)logits, (void)n, (void)vocab;
+    LQ_LOG_ERR(NOT_BUILT);
+    return LQ_ERR_UNSUPPORTED;
+}
+
+lq_status lq_cuda_llama_init(const lq_llama_weights *w, int64_t max_seq, int64_t max_batch, lq_cuda_llama **out) {
+    (void)w, (void)max_seq, (void)max_batch;
+    if (out) *out = NULL;
+    LQ_LOG_ERR(NOT_BUILT);
+    return LQ_ERR_UNSUPPORTED;
+}
+
+lq_status lq_cuda_llama_forward(lq_cuda_llama *m, const int32_t *tokens, int64_t n, int64_t pos0, float *logits,
+                                bool last_only) {
+    (void)m, (void)tokens, (void)n, (void)pos0, (void)logits, (void)last_only;
+    LQ_LOG_ERR(NOT_BUILT);
+    return LQ_ERR_UNSUPPORTED;
+}
+
+void lq_cuda_llama_free(lq_cuda_llama *m) { (void)m; /* nothing can have been allocated */ }

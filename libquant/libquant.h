@@ -6,7 +6,8 @@
  *   lq_formats.h  safetensors, PyTorch zip, llama2.c, config.json readers/writers
  *   lq_tokenizer.h SentencePiece / tokenizer.json / llama2.c tokenizers
  *   lq_kernels.h  compute kernels: _ref, OpenMP and CUDA
- *   lq_model.h    the Llama-family model runner (CPU and CUDA) */
+ *   lq_model.h    the Llama-family model runner (CPU and CUDA)
+ *   lq_eval.h     live perplexity and KL divergence against a base model */
 #ifndef LIBQUANT_H
 #define LIBQUANT_H
 
@@ -16,5 +17,6 @@
 #include "lq_tokenizer.h"
 #include "lq_kernels.h"
 #include "lq_model.h"
+#include "lq_eval.h"
 
 #endif

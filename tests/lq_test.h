@@ -41,6 +41,8 @@ CU_pSuite lq_test_safetensors_suite(void);
 CU_pSuite lq_test_llama2c_suite(void);
 CU_pSuite lq_test_pytorch_suite(void);
 CU_pSuite lq_test_checkpoint_suite(void);
+CU_pSuite lq_test_tokenizer_suite(void);
+CU_pSuite lq_test_kernels_suite(void);
 CU_pSuite lq_test_cuda_suite(void);
 
 /* register a suite; aborts the runner on registry failure */

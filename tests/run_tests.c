@@ -23,6 +23,8 @@ static const struct {
     {"dtype", lq_test_dtype_suite},         {"safetensors", lq_test_safetensors_suite},
     {"llama2c", lq_test_llama2c_suite},     {"pytorch", lq_test_pytorch_suite},
     {"checkpoint", lq_test_checkpoint_suite},
+    {"tokenizer", lq_test_tokenizer_suite},
+    {"kernels", lq_test_kernels_suite},
 };
 
 /* ---- helpers for the suites ---- */

@@ -2,9 +2,15 @@
  * lq_convert_cpu(), bit for bit, for every pair of F32, F16, BF16, F8_E4M3
  * and F8_E5M2, on every 8- and 16-bit pattern and on random data with
  * NaN/Inf/subnormals; plus the device memory helpers and the refusals.
+ * The forward-pass ops (lq_cuda_matmul/embed/rmsnorm/rope/attention/swiglu/
+ * log_softmax) against their `_ref` ops within the named budgets below, and
+ * lq_cuda_llama_forward against a CPU forward built from the `_ref` ops, on
+ * random models (F32/F16/BF16) and on stories260K (greedy tokens identical).
  *
  * run_tests registers this suite only when lq_cuda_device_count() > 0
  * (`make cuda-test`); it compiles in every build. */
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,11 +169,712 @@ static void test_cuda_convert_refusals(void) {
     CU_ASSERT_EQUAL(lq_cuda_free(d), LQ_OK);
 }
 
+/* ==== forward-pass ops and the whole model: CUDA against the `_ref` ops ====
+ *
+ * Error budgets (rule 19), each relative to the scale that bounds the error:
+ *  - matmul: |cuda - ref| <= tol · (Σ_c |x_c w_rc| + |bias_r|) per output.
+ *    F32: tol = TOL_MATMUL_F32 · sqrt(cols) (f32 sums in another order; the
+ *    typical error is ~6e-8 · sqrt(cols)). F16/BF16: the CUDA path rounds the
+ *    activations to the weight's type (lq_kernels.h) and `_ref` does not, so
+ *    tol adds the unit roundoff of that type (2^-11, 2^-8): a rigorous bound
+ *    for the rounding of each x_c.
+ *  - embed: bit-exact (widening F16/BF16 to f32 is exact).
+ *  - rmsnorm, rope, swiglu, log-softmax: TOL_ELEMWISE relative (a few ulp:
+ *    device cosf/sinf/expf are within 2 ulp of the correctly rounded value).
+ *  - attention: TOL_ATTENTION · max|v| (scores are bit-identical; softmax sums
+ *    and the value sum run in another order).
+ *  - whole model: max|cuda - ref| / max|ref| over the logits. The CPU oracle
+ *    rounds every matmul input to the weight's type like the CUDA path, so
+ *    F16/BF16 budgets cover only rounding flips where the two paths' f32
+ *    activations straddle a rounding boundary. */
+#define TOL_MATMUL_F32 1e-6
+#define TOL_ELEMWISE   2e-6
+#define TOL_ATTENTION  2e-5
+#define TOL_MODEL_F32  1e-4
+#define TOL_MODEL_F16  2e-3
+#define TOL_MODEL_BF16 1e-2
+
+static size_t wt_size(lq_dtype t) { return t == LQ_DTYPE_F32 ? 4 : 2; }
+
+static void free_const(const void *p) { free((void *)(uintptr_t)p); }
+
+static void *dev_put(const void *host, size_t bytes) {
+    void *d = NULL;
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc(&d, bytes), LQ_OK);
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_memcpy_h2d(d, host, bytes), LQ_OK);
+    return d;
+}
+
+static void dev_get(void *host, const void *dev, size_t bytes) {
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_memcpy_d2h(host, dev, bytes), LQ_OK);
+}
+
+static void dev_free(const void *d) { CU_ASSERT_EQUAL(lq_cuda_free((void *)(uintptr_t)d), LQ_OK); }
+
+/* a host weight (rows, cols): offset + scale · U[-1, 1), rounded to dt; free with free_const(w.data) */
+static lq_weight host_weight(lq_dtype dt, int64_t rows, int64_t cols, float scale, float offset, uint64_t *seed) {
+    const int64_t n = rows * cols;
+    float *const  f = malloc((size_t)n * sizeof(float));
+    void *const   d = malloc((size_t)n * wt_size(dt));
+    CU_ASSERT_FATAL(f && d);
+    for (int64_t i = 0; i < n; i++) f[i] = offset + scale * lq_test_randf(seed);
+    CU_ASSERT_EQUAL(lq_convert_ref(dt, d, LQ_DTYPE_F32, f, n), LQ_OK);
+    free(f);
+    const lq_weight w = {dt, d, rows, cols};
+    return w;
+}
+
+/* the same weight on the device, `shift` elements past a 256-byte boundary; free with dev_free(base) */
+static lq_weight dev_weight(const lq_weight *h, int64_t shift, void **base) {
+    const size_t es = wt_size(h->dtype), bytes = (size_t)(h->rows * h->cols) * es;
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc(base, bytes + (size_t)shift * es), LQ_OK);
+    char *const d = (char *)*base + (size_t)shift * es;
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_memcpy_h2d(d, h->data, bytes), LQ_OK);
+    lq_weight w = *h;
+    w.data      = d;
+    return w;
+}
+
+static void fill(float *v, int64_t n, float scale, uint64_t *seed) {
+    for (int64_t i = 0; i < n; i++) v[i] = scale * lq_test_randf(seed);
+}
+
+/* elements with |got - want| > bound (bound[i], or bound_all when bound is
+ * NULL); prints the first three and the worst diff/bound */
+static int64_t outside(const char *what, const float *got, const float *want, const double *bound, double bound_all,
+                       int64_t n) {
+    int64_t bad = 0;
+    double  worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double b = bound ? bound[i] : bound_all, d = fabs((double)got[i] - (double)want[i]);
+        if (!(d <= b)) {
+            if (bad < 3)
+                printf("\n  %s: [%lld] cuda %.9g ref %.9g |diff| %.3g > %.3g", what, (long long)i, (double)got[i],
+                       (double)want[i], d, b);
+            bad++;
+        }
+        if (b > 0 && d / b > worst) worst = d / b;
+    }
+    if (bad) printf("\n  %s: %lld of %lld outside the budget (worst diff/budget %.3g)", what, (long long)bad,
+                    (long long)n, worst);
+    return bad;
+}
+
+static double act_roundoff(lq_dtype t) {
+    return t == LQ_DTYPE_F16 ? 1.0 / 2048 : t == LQ_DTYPE_BF16 ? 1.0 / 256 : 0.0;
+}
+
+/* one lq_cuda_matmul case against lq_matmul_ref */
+static void matmul_case(lq_dtype dt, int64_t n, int64_t rows, int64_t cols, bool with_bias, int64_t shift,
+                        uint64_t seed) {
+    uint64_t        s  = seed;
+    const lq_weight hw = host_weight(dt, rows, cols, 0.5f, 0.f, &s);
+    float *const    x = malloc((size_t)(n * cols) * sizeof(float)), *const wf = malloc((size_t)(rows * cols) * 4);
+    float *const    b = malloc((size_t)rows * sizeof(float)), *const want = malloc((size_t)(n * rows) * 4);
+    float *const    got   = malloc((size_t)(n * rows) * sizeof(float));
+    double *const   bound = malloc((size_t)(n * rows) * sizeof(double));
+    CU_ASSERT_FATAL(x && wf && b && want && got && bound);
+    fill(x, n * cols, 1.f, &s);
+    fill(b, rows, 1.f, &s);
+    CU_ASSERT_EQUAL(lq_convert_ref(LQ_DTYPE_F32, wf, dt, hw.data, rows * cols), LQ_OK);
+    CU_ASSERT_EQUAL(lq_matmul_ref(want, x, n, &hw, with_bias ? b : NULL), LQ_OK);
+    const double tol = TOL_MATMUL_F32 * sqrt((double)cols) + act_roundoff(dt);
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t r = 0; r < rows; r++) {
+            double sum = with_bias ? fabs((double)b[r]) : 0;
+            for (int64_t c = 0; c < cols; c++) sum += fabs((double)x[t * cols + c] * (double)wf[r * cols + c]);
+            bound[t * rows + r] = tol * sum + 1e-30;
+        }
+    void           *d_base = NULL;
+    const lq_weight dw     = dev_weight(&hw, shift, &d_base);
+    float *const    d_x    = dev_put(x, (size_t)(n * cols) * sizeof(float));
+    float *const    d_b    = dev_put(b, (size_t)rows * sizeof(float));
+    float          *d_y    = NULL;
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc((void **)&d_y, (size_t)(n * rows) * sizeof(float)), LQ_OK);
+    CU_ASSERT_EQUAL(lq_cuda_matmul(d_y, d_x, n, &dw, with_bias ? d_b : NULL), LQ_OK);
+    dev_get(got, d_y, (size_t)(n * rows) * sizeof(float));
+    char what[128];
+    snprintf(what, sizeof what, "matmul %s n=%lld (%lld, %lld)%s shift %lld (seed %llu)", lq_dtype_name(dt),
+             (long long)n, (long long)rows, (long long)cols, with_bias ? " +bias" : "", (long long)shift,
+             (unsigned long long)seed);
+    CU_ASSERT_EQUAL(outside(what, got, want, bound, 0, n * rows), 0);
+    dev_free(d_base), dev_free(d_x), dev_free(d_b), dev_free(d_y);
+    free_const(hw.data);
+    free(x), free(wf), free(b), free(want), free(got), free(bound);
+}
+
+static const lq_dtype WEIGHT_TYPES[] = {LQ_DTYPE_F32, LQ_DTYPE_F16, LQ_DTYPE_BF16};
+#define N_WEIGHT_TYPES (sizeof WEIGHT_TYPES / sizeof WEIGHT_TYPES[0])
+
+static void test_cuda_matmul(void) {
+    /* n = 1 runs the GEMV kernel for F16/BF16 (vectorized when cols % 8 == 0
+     * and aligned), n > 1 cuBLAS */
+    static const int64_t shapes[][3] = {{1, 37, 64},    {1, 64, 172},  {1, 300, 1024}, {1, 129, 8},
+                                        {1, 4096, 4096}, {3, 37, 64},  {17, 64, 172},  {17, 129, 257},
+                                        {64, 1000, 4096}};
+    for (size_t a = 0; a < N_WEIGHT_TYPES; a++)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+            matmul_case(WEIGHT_TYPES[a], shapes[i][0], shapes[i][1], shapes[i][2], i % 2 == 0, 0, 1000 + 10 * i + a);
+    /* a weight one element off alignment: the GEMV's scalar path */
+    matmul_case(LQ_DTYPE_F16, 1, 33, 64, true, 1, 77);
+    matmul_case(LQ_DTYPE_BF16, 1, 33, 64, false, 1, 78);
+    matmul_case(LQ_DTYPE_F32, 2, 33, 64, false, 1, 79);
+    /* refusals and the empty case */
+    float          *d = NULL;
+    const lq_weight w64 = {LQ_DTYPE_F64, NULL, 4, 4};
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc((void **)&d, 256), LQ_OK);
+    const lq_weight wf = {LQ_DTYPE_F32, d, 4, 4};
+    lq_test_quiet(1);
+    CU_ASSERT_EQUAL(lq_cuda_matmul(d, d, 1, &w64, NULL), LQ_ERR_UNSUPPORTED);
+    CU_ASSERT_EQUAL(lq_cuda_matmul(d, d, -1, &wf, NULL), LQ_ERR_SHAPE);
+    CU_ASSERT_EQUAL(lq_cuda_matmul(NULL, d, 1, &wf, NULL), LQ_ERR_INVALID_ARG);
+    lq_test_quiet(0);
+    CU_ASSERT_EQUAL(lq_cuda_matmul(d, d, 0, &wf, NULL), LQ_OK);
+    dev_free(d);
+}
+
+static void test_cuda_embed(void) {
+    for (size_t a = 0; a < N_WEIGHT_TYPES; a++) {
+        uint64_t        s   = 2000 + a;
+        const int64_t   V   = 97, C = a == 1 ? 33 : 64, n = 40;
+        const lq_weight hw  = host_weight(WEIGHT_TYPES[a], V, C, 2.f, 0.f, &s);
+        int32_t         ids[40];
+        for (int64_t t = 0; t < n; t++) ids[t] = (int32_t)(lq_test_rand(&s) % V);
+        ids[0] = 0, ids[1] = (int32_t)(V - 1);
+        float *const want = malloc((size_t)(n * C) * 4), *const got = malloc((size_t)(n * C) * 4);
+        CU_ASSERT_FATAL(want && got);
+        CU_ASSERT_EQUAL(lq_embed_ref(want, &hw, ids, n), LQ_OK);
+        void           *base  = NULL;
+        const lq_weight dw    = dev_weight(&hw, 0, &base);
+        int32_t *const  d_ids = dev_put(ids, sizeof ids);
+        float          *d_out = NULL;
+        CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc((void **)&d_out, (size_t)(n * C) * 4), LQ_OK);
+        CU_ASSERT_EQUAL(lq_cuda_embed(d_out, &dw, d_ids, n), LQ_OK);
+        dev_get(got, d_out, (size_t)(n * C) * 4);
+        CU_ASSERT_EQUAL(memcmp(got, want, (size_t)(n * C) * 4), 0);
+        /* an id outside the vocabulary */
+        ids[7] = (int32_t)V;
+        CU_ASSERT_EQUAL(lq_cuda_memcpy_h2d(d_ids, ids, sizeof ids), LQ_OK);
+        lq_test_quiet(1);
+        CU_ASSERT_EQUAL(lq_cuda_embed(d_out, &dw, d_ids, n), LQ_ERR_INVALID_ARG);
+        CU_ASSERT(lq_test_errors_logged() >= 1);
+        lq_test_quiet(0);
+        dev_free(base), dev_free(d_ids), dev_free(d_out);
+        free_const(hw.data);
+        free(want), free(got);
+    }
+}
+
+static void test_cuda_rmsnorm(void) {
+    static const int64_t shapes[][2] = {{1, 64}, {5, 1000}, {3, 4097}};
+    for (size_t a = 0; a < N_WEIGHT_TYPES; a++)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            uint64_t        s = 3000 + 10 * i + a;
+            const int64_t   n = shapes[i][0], D = shapes[i][1];
+            const lq_weight hw = host_weight(WEIGHT_TYPES[a], 1, D, 0.1f, 1.f, &s);
+            float *const    x = malloc((size_t)(n * D) * 4), *const want = malloc((size_t)(n * D) * 4);
+            float *const    got = malloc((size_t)(n * D) * 4);
+            double *const   bound = malloc((size_t)(n * D) * sizeof(double));
+            CU_ASSERT_FATAL(x && want && got && bound);
+            fill(x, n * D, 3.f, &s);
+            lq_rmsnorm_ref(want, x, &hw, n, D, 1e-5f);
+            for (int64_t k = 0; k < n * D; k++) bound[k] = TOL_ELEMWISE * fabs((double)want[k]) + 1e-30;
+            void           *base = NULL;
+            const lq_weight dw   = dev_weight(&hw, 0, &base);
+            float *const    d_x  = dev_put(x, (size_t)(n * D) * 4);
+            float          *d_y  = NULL;
+            CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc((void **)&d_y, (size_t)(n * D) * 4), LQ_OK);
+            char what[96];
+            snprintf(what, sizeof what, "rmsnorm %s (%lld, %lld)", lq_dtype_name(WEIGHT_TYPES[a]), (long long)n,
+                     (long long)D);
+            CU_ASSERT_EQUAL(lq_cuda_rmsnorm(d_y, d_x, &dw, n, D, 1e-5f), LQ_OK);
+            dev_get(got, d_y, (size_t)(n * D) * 4);
+            CU_ASSERT_EQUAL(outside(what, got, want, bound, 0, n * D), 0);
+            /* in place */
+            CU_ASSERT_EQUAL(lq_cuda_rmsnorm(d_x, d_x, &dw, n, D, 1e-5f), LQ_OK);
+            dev_get(got, d_x, (size_t)(n * D) * 4);
+            CU_ASSERT_EQUAL(outside(what, got, want, bound, 0, n * D), 0);
+            dev_free(base), dev_free(d_x), dev_free(d_y);
+            free_const(hw.data);
+            free(x), free(want), free(got), free(bound);
+        }
+}
+
+static void test_cuda_rope(void) {
+    static const int64_t shapes[][3] = {{17, 4, 8}, {5, 2, 64}, {3, 3, 128}, {1, 1, 2}}; /* n, heads, head_dim */
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int neox = 0; neox < 2; neox++) {
+            uint64_t      s = 4000 + 10 * i + (uint64_t)neox;
+            const int64_t n = shapes[i][0], H = shapes[i][1], hd = shapes[i][2], cnt = n * H * hd;
+            float         inv[64];
+            int32_t       pos[17];
+            CU_ASSERT_EQUAL(lq_rope_inv_freq(inv, hd, 10000.0, LQ_ROPE_DEFAULT, 1.0, 1.0, 4.0, 8192), LQ_OK);
+            for (int64_t t = 0; t < n; t++) pos[t] = (int32_t)(lq_test_rand(&s) % 8192);
+            pos[0] = n > 1 ? 0 : 8191;
+            if (n > 1) pos[n - 1] = 8191;
+            float *const x = malloc((size_t)cnt * 4), *const want = malloc((size_t)cnt * 4);
+            float *const got = malloc((size_t)cnt * 4);
+            CU_ASSERT_FATAL(x && want && got);
+            fill(x, cnt, 1.f, &s);
+            memcpy(want, x, (size_t)cnt * 4);
+            lq_rope_ref(want, pos, n, H, hd, inv, neox != 0);
+            float *const   d_x   = dev_put(x, (size_t)cnt * 4);
+            int32_t *const d_pos = dev_put(pos, (size_t)n * sizeof(int32_t));
+            float *const   d_inv = dev_put(inv, (size_t)(hd / 2) * sizeof(float));
+            CU_ASSERT_EQUAL(lq_cuda_rope(d_x, d_pos, n, H, hd, d_inv, neox != 0), LQ_OK);
+            dev_get(got, d_x, (size_t)cnt * 4);
+            char what[96];
+            snprintf(what, sizeof what, "rope %s n=%lld heads=%lld head_dim=%lld", neox ? "neox" : "interleaved",
+                     (long long)n, (long long)H, (long long)hd);
+            CU_ASSERT_EQUAL(outside(what, got, want, NULL, 2 * TOL_ELEMWISE, cnt), 0);
+            dev_free(d_x), dev_free(d_pos), dev_free(d_inv);
+            free(x), free(want), free(got);
+        }
+    lq_test_quiet(1);
+    float d_dummy = 0;
+    CU_ASSERT_EQUAL(lq_cuda_rope(&d_dummy, NULL, 1, 1, 3, &d_dummy, true), LQ_ERR_SHAPE); /* odd head_dim */
+    lq_test_quiet(0);
+}
+
+static void attention_case(int64_t n, int64_t pos0, int64_t H, int64_t KVH, int64_t hd, int64_t stride,
+                           uint64_t seed) {
+    uint64_t      s     = seed;
+    const int64_t rows  = pos0 + n, qn = n * H * hd;
+    const size_t  cache = (size_t)(rows * stride) * sizeof(float);
+    float *const  q = malloc((size_t)qn * 4), *const kc = malloc(cache), *const vc = malloc(cache);
+    float *const  want = malloc((size_t)qn * 4), *const got = malloc((size_t)qn * 4);
+    CU_ASSERT_FATAL(q && kc && vc && want && got);
+    fill(q, qn, 2.f, &s);
+    fill(kc, rows * stride, 1.f, &s);
+    fill(vc, rows * stride, 1.f, &s);
+    lq_attention_ref(want, q, kc, vc, n, pos0, H, KVH, hd, stride);
+    float *const d_q = dev_put(q, (size_t)qn * 4), *const d_k = dev_put(kc, cache), *const d_v = dev_put(vc, cache);
+    float       *d_o = NULL;
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc((void **)&d_o, (size_t)qn * 4), LQ_OK);
+    CU_ASSERT_EQUAL(lq_cuda_attention(d_o, d_q, d_k, d_v, n, pos0, H, KVH, hd, stride), LQ_OK);
+    dev_get(got, d_o, (size_t)qn * 4);
+    char what[128];
+    snprintf(what, sizeof what, "attention n=%lld pos0=%lld heads %lld/%lld head_dim %lld stride %lld", (long long)n,
+             (long long)pos0, (long long)H, (long long)KVH, (long long)hd, (long long)stride);
+    CU_ASSERT_EQUAL(outside(what, got, want, NULL, TOL_ATTENTION, qn), 0); /* max|v| <= 1 */
+    dev_free(d_q), dev_free(d_k), dev_free(d_v), dev_free(d_o);
+    free(q), free(kc), free(vc), free(want), free(got);
+}
+
+static void test_cuda_attention(void) {
+    attention_case(17, 0, 8, 4, 8, 32, 5001);      /* prefill, head_dim 8 (stories260K) */
+    attention_case(7, 5, 4, 1, 64, 68, 5002);      /* a chunk after a history, padded rows */
+    attention_case(1, 100, 6, 2, 6, 13, 5003);     /* decode; scalar loads (head_dim % 4 != 0) */
+    attention_case(1, 9000, 4, 2, 64, 128, 5004);  /* two chunks of keys: online softmax */
+    attention_case(3, 8190, 2, 2, 128, 256, 5005); /* queries on both sides of the chunk boundary */
+    attention_case(2, 20000, 2, 1, 256, 256, 5006); /* three chunks, one value column per thread */
+    attention_case(5, 3, 4, 2, 300, 604, 5007);    /* head_dim above the block size */
+    float d_dummy = 0;
+    lq_test_quiet(1);
+    CU_ASSERT_EQUAL(lq_cuda_attention(&d_dummy, &d_dummy, &d_dummy, &d_dummy, 1, 0, 3, 2, 8, 16), LQ_ERR_SHAPE);
+    CU_ASSERT_EQUAL(lq_cuda_attention(&d_dummy, &d_dummy, &d_dummy, &d_dummy, 1, 0, 1, 1, 1024, 1024),
+                    LQ_ERR_UNSUPPORTED);
+    CU_ASSERT_EQUAL(lq_cuda_attention(&d_dummy, &d_dummy, &d_dummy, &d_dummy, 1, 0, 2, 1, 8, 4), LQ_ERR_SHAPE);
+    lq_test_quiet(0);
+}
+
+static void test_cuda_swiglu(void) {
+    uint64_t      s = 6000;
+    const int64_t n = 100003;
+    float *const  g = malloc((size_t)n * 4), *const u = malloc((size_t)n * 4);
+    float *const  want = malloc((size_t)n * 4), *const got = malloc((size_t)n * 4);
+    double *const bound = malloc((size_t)n * sizeof(double));
+    CU_ASSERT_FATAL(g && u && want && got && bound);
+    fill(g, n, 10.f, &s);
+    fill(u, n, 1.f, &s);
+    lq_swiglu_ref(want, g, u, n);
+    for (int64_t i = 0; i < n; i++) bound[i] = TOL_ELEMWISE * fabs((double)want[i]) + 1e-30;
+    float *const d_g = dev_put(g, (size_t)n * 4), *const d_u = dev_put(u, (size_t)n * 4);
+    float       *d_o = NULL;
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc((void **)&d_o, (size_t)n * 4), LQ_OK);
+    CU_ASSERT_EQUAL(lq_cuda_swiglu(d_o, d_g, d_u, n), LQ_OK);
+    dev_get(got, d_o, (size_t)n * 4);
+    CU_ASSERT_EQUAL(outside("swiglu", got, want, bound, 0, n), 0);
+    CU_ASSERT_EQUAL(lq_cuda_swiglu(d_g, d_g, d_u, n), LQ_OK); /* out aliases gate */
+    dev_get(got, d_g, (size_t)n * 4);
+    CU_ASSERT_EQUAL(outside("swiglu in place", got, want, bound, 0, n), 0);
+    dev_free(d_g), dev_free(d_u), dev_free(d_o);
+    free(g), free(u), free(want), free(got), free(bound);
+}
+
+static void test_cuda_log_softmax(void) {
+    static const int64_t shapes[][2] = {{3, 32000}, {2, 5}, {1, 1}, {70000, 3}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        uint64_t      s = 7000 + i;
+        const int64_t n = shapes[i][0], V = shapes[i][1], cnt = n * V;
+        float *const  l = malloc((size_t)cnt * 4), *const want = malloc((size_t)cnt * 4);
+        float *const  got = malloc((size_t)cnt * 4);
+        double *const bound = malloc((size_t)cnt * sizeof(double));
+        CU_ASSERT_FATAL(l && want && got && bound);
+        fill(l, cnt, 10.f, &s);
+        lq_log_softmax_ref(want, l, n, V);
+        for (int64_t k = 0; k < cnt; k++)
+            bound[k] = TOL_ELEMWISE * (1.0 + fabs((double)want[k]) + fabs((double)l[k]));
+        float *const d_l = dev_put(l, (size_t)cnt * 4);
+        float       *d_o = NULL;
+        CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc((void **)&d_o, (size_t)cnt * 4), LQ_OK);
+        CU_ASSERT_EQUAL(lq_cuda_log_softmax(d_o, d_l, n, V), LQ_OK);
+        dev_get(got, d_o, (size_t)cnt * 4);
+        char what[64];
+        snprintf(what, sizeof what, "log_softmax (%lld, %lld)", (long long)n, (long long)V);
+        CU_ASSERT_EQUAL(outside(what, got, want, bound, 0, cnt), 0);
+        CU_ASSERT_EQUAL(lq_cuda_log_softmax(d_l, d_l, n, V), LQ_OK); /* in place */
+        dev_get(got, d_l, (size_t)cnt * 4);
+        CU_ASSERT_EQUAL(outside(what, got, want, bound, 0, cnt), 0);
+        dev_free(d_l), dev_free(d_o);
+        free(l), free(want), free(got), free(bound);
+    }
+}
+
+/* ---- the whole model ---- */
+
+/* a CPU forward pass from the `_ref` ops, the oracle for lq_cuda_llama_forward */
+typedef struct {
+    const lq_llama_weights *w;
+    int64_t                 max_seq;
+    bool                    cast_act; /* round matmul inputs to the weight's type, as the CUDA path does */
+    float                  *kc, *vc;  /* (n_layers, max_seq, kv_dim) */
+} ref_llama;
+
+static void ref_llama_init(ref_llama *r, const lq_llama_weights *w, int64_t max_seq, bool cast_act) {
+    const size_t cache = (size_t)(w->n_layers * max_seq * w->n_kv_heads * w->head_dim) * sizeof(float);
+    r->w               = w;
+    r->max_seq         = max_seq;
+    r->cast_act        = cast_act;
+    r->kc              = calloc(1, cache);
+    r->vc              = calloc(1, cache);
+    CU_ASSERT_FATAL(r->kc && r->vc);
+}
+
+static void ref_llama_free(ref_llama *r) { free(r->kc), free(r->vc); }
+
+static void ref_matmul(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias, bool cast) {
+    if (!cast || w->dtype == LQ_DTYPE_F32) {
+        CU_ASSERT_EQUAL(lq_matmul_ref(y, x, n, w, bias), LQ_OK);
+        return;
+    }
+    const int64_t   cnt = n * w->cols;
+    uint16_t *const h   = malloc((size_t)cnt * 2);
+    float *const    xr  = malloc((size_t)cnt * 4);
+    CU_ASSERT_FATAL(h && xr);
+    CU_ASSERT_EQUAL(lq_convert_ref(w->dtype, h, LQ_DTYPE_F32, x, cnt), LQ_OK);
+    CU_ASSERT_EQUAL(lq_convert_ref(LQ_DTYPE_F32, xr, w->dtype, h, cnt), LQ_OK);
+    CU_ASSERT_EQUAL(lq_matmul_ref(y, xr, n, w, bias), LQ_OK);
+    free(h), free(xr);
+}
+
+static void add_to(float *x, const float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+/* tokens at positions pos0 .. pos0+n-1; logits (n, vocab), or the last row only */
+static void ref_forward(ref_llama *r, const int32_t *tokens, int64_t n, int64_t pos0, float *logits, bool last_only) {
+    const lq_llama_weights *w = r->w;
+    const int64_t           D = w->dim, F = w->hidden, H = w->n_heads, KVH = w->n_kv_heads, hd = w->head_dim;
+    const int64_t           QD = H * hd, KVD = KVH * hd, S = r->max_seq;
+    const bool              cast = r->cast_act;
+    float *const x = malloc((size_t)(n * D) * 4), *const xb = malloc((size_t)(n * D) * 4);
+    float *const q = malloc((size_t)(n * QD) * 4), *const att = malloc((size_t)(n * QD) * 4);
+    float *const ob = malloc((size_t)(n * D) * 4), *const g = malloc((size_t)(n * F) * 4);
+    float *const u = malloc((size_t)(n * F) * 4);
+    int32_t *const pos = malloc((size_t)n * sizeof(int32_t));
+    CU_ASSERT_FATAL(x && xb && q && att && ob && g && u && pos);
+    for (int64_t t = 0; t < n; t++) pos[t] = (int32_t)(pos0 + t);
+    CU_ASSERT_EQUAL(lq_embed_ref(x, &w->embed, tokens, n), LQ_OK);
+    for (int64_t l = 0; l < w->n_layers; l++) {
+        const lq_llama_layer *y  = &w->layers[l];
+        float *const          kc = r->kc + l * S * KVD, *const vc = r->vc + l * S * KVD;
+        lq_rmsnorm_ref(xb, x, &y->attn_norm, n, D, w->rms_eps);
+        ref_matmul(q, xb, n, &y->wq, y->bq, cast);
+        ref_matmul(kc + pos0 * KVD, xb, n, &y->wk, y->bk, cast);
+        ref_matmul(vc + pos0 * KVD, xb, n, &y->wv, y->bv, cast);
+        lq_rope_ref(q, pos, n, H, hd, w->inv_freq, w->rope_neox);
+        lq_rope_ref(kc + pos0 * KVD, pos, n, KVH, hd, w->inv_freq, w->rope_neox);
+        lq_attention_ref(att, q, kc, vc, n, pos0, H, KVH, hd, KVD);
+        ref_matmul(ob, att, n, &y->wo, y->bo, cast);
+        add_to(x, ob, n * D);
+        lq_rmsnorm_ref(xb, x, &y->ffn_norm, n, D, w->rms_eps);
+        ref_matmul(g, xb, n, &y->w_gate, NULL, cast);
+        ref_matmul(u, xb, n, &y->w_up, NULL, cast);
+        lq_swiglu_ref(g, g, u, n * F);
+        ref_matmul(ob, g, n, &y->w_down, NULL, cast);
+        add_to(x, ob, n * D);
+    }
+    const int64_t first = last_only ? n - 1 : 0;
+    lq_rmsnorm_ref(xb, x + first * D, &w->norm, n - first, D, w->rms_eps);
+    ref_matmul(logits, xb, n - first, &w->lm_head, NULL, cast);
+    free(x), free(xb), free(q), free(att), free(ob), free(g), free(u), free(pos);
+}
+
+/* max|got - want| / max|want| */
+static double rel_err(const float *got, const float *want, int64_t n) {
+    double md = 0, mw = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double d = fabs((double)got[i] - (double)want[i]);
+        if (!(d <= md)) md = d; /* NaN sticks */
+        if (fabs((double)want[i]) > mw) mw = fabs((double)want[i]);
+    }
+    return mw > 0 ? md / mw : md;
+}
+
+/* a small random model: every weight in `dt` (mixed: some layer-0 weights
+ * BF16/F32 instead, so that a matmul group mixes dtypes) */
+typedef struct {
+    lq_llama_weights w;
+    lq_llama_layer  *layers;
+    float           *inv_freq;
+} rand_llama;
+
+enum { RL_DIM = 64, RL_HIDDEN = 172, RL_LAYERS = 3, RL_HEADS = 4, RL_KV_HEADS = 2, RL_HEAD_DIM = 16, RL_VOCAB = 101 };
+
+static float *rand_bias(int64_t n, uint64_t *s) {
+    float *const b = malloc((size_t)n * sizeof(float));
+    CU_ASSERT_FATAL(b != NULL);
+    fill(b, n, 0.2f, s);
+    return b;
+}
+
+static void rand_llama_init(rand_llama *m, lq_dtype dt, bool mixed, bool biases, bool neox, uint64_t seed) {
+    uint64_t          s = seed;
+    const int64_t     D = RL_DIM, F = RL_HIDDEN, hd = RL_HEAD_DIM, QD = RL_HEADS * hd, KVD = RL_KV_HEADS * hd;
+    lq_llama_weights *w = &m->w;
+    memset(m, 0, sizeof *m);
+    m->layers   = calloc(RL_LAYERS, sizeof *m->layers);
+    m->inv_freq = malloc((size_t)hd / 2 * sizeof(float));
+    CU_ASSERT_FATAL(m->layers && m->inv_freq);
+    CU_ASSERT_EQUAL(lq_rope_inv_freq(m->inv_freq, hd, 10000.0, LQ_ROPE_DEFAULT, 1.0, 1.0, 4.0, 8192), LQ_OK);
+    w->dim = D, w->hidden = F, w->n_layers = RL_LAYERS, w->n_heads = RL_HEADS, w->n_kv_heads = RL_KV_HEADS;
+    w->head_dim = hd, w->vocab = RL_VOCAB, w->rms_eps = 1e-5f, w->rope_neox = neox, w->inv_freq = m->inv_freq;
+    w->layers   = m->layers;
+    /* uniform weights with variance 1/cols keep the activations O(1) */
+#define RW(rows, cols) host_weight(dt, (rows), (cols), sqrtf(3.f / (float)(cols)), 0.f, &s)
+    w->embed   = host_weight(dt, RL_VOCAB, D, 1.f, 0.f, &s);
+    w->norm    = host_weight(dt, 1, D, 0.1f, 1.f, &s);
+    w->lm_head = RW(RL_VOCAB, D);
+    for (int l = 0; l < RL_LAYERS; l++) {
+        lq_llama_layer *y = &m->layers[l];
+        y->attn_norm      = host_weight(dt, 1, D, 0.1f, 1.f, &s);
+        y->ffn_norm       = host_weight(dt, 1, D, 0.1f, 1.f, &s);
+        y->wq = RW(QD, D), y->wk = RW(KVD, D), y->wv = RW(KVD, D), y->wo = RW(D, QD);
+        y->w_gate = RW(F, D), y->w_up = RW(F, D), y->w_down = RW(D, F);
+        if (mixed && l == 0) {
+            free_const(y->wk.data), free_const(y->wv.data), free_const(y->w_up.data);
+            y->wk   = host_weight(LQ_DTYPE_BF16, KVD, D, sqrtf(3.f / (float)D), 0.f, &s);
+            y->wv   = host_weight(LQ_DTYPE_F32, KVD, D, sqrtf(3.f / (float)D), 0.f, &s);
+            y->w_up = host_weight(LQ_DTYPE_BF16, F, D, sqrtf(3.f / (float)D), 0.f, &s);
+        }
+        if (biases) y->bq = rand_bias(QD, &s), y->bk = rand_bias(KVD, &s), y->bv = rand_bias(KVD, &s);
+        if (biases && l != 1) y->bo = rand_bias(D, &s);
+    }
+#undef RW
+}
+
+static void rand_llama_free(rand_llama *m) {
+    free_const(m->w.embed.data), free_const(m->w.norm.data), free_const(m->w.lm_head.data);
+    for (int l = 0; l < RL_LAYERS; l++) {
+        const lq_llama_layer *y = &m->layers[l];
+        const lq_weight *const all[] = {&y->attn_norm, &y->ffn_norm, &y->wq,   &y->wk,    &y->wv,
+                                        &y->wo,        &y->w_gate,   &y->w_up, &y->w_down};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_const(all[i]->data);
+        free_const(y->bq), free_const(y->bk), free_const(y->bv), free_const(y->bo);
+    }
+    free(m->layers), free(m->inv_freq);
+}
+
+/* prefill 17 tokens (all logits), 3 decode steps, then a 4-token chunk
+ * (last row) against ref_forward; then the refusals */
+static void llama_parity(lq_dtype dt, bool mixed, bool biases, bool neox, double tol, uint64_t seed) {
+    enum { S = 32, B = 17, N_TOK = 24 };
+    rand_llama m;
+    rand_llama_init(&m, dt, mixed, biases, neox, seed);
+    const int64_t  V = RL_VOCAB;
+    lq_cuda_llama *g = NULL;
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_llama_init(&m.w, S, B, &g), LQ_OK);
+    ref_llama r;
+    ref_llama_init(&r, &m.w, S, true);
+    uint64_t s = seed ^ 0xABCDu;
+    int32_t  tok[N_TOK];
+    for (int i = 0; i < N_TOK; i++) tok[i] = (int32_t)(lq_test_rand(&s) % (uint64_t)V);
+    float *const want = malloc((size_t)(B * V) * 4), *const got = malloc((size_t)(B * V) * 4);
+    CU_ASSERT_FATAL(want && got);
+    char what[96];
+    snprintf(what, sizeof what, "llama %s%s%s%s (seed %llu)", lq_dtype_name(dt), mixed ? " mixed" : "",
+             biases ? " +biases" : "", neox ? " neox" : " interleaved", (unsigned long long)seed);
+    ref_forward(&r, tok, B, 0, want, false);
+    CU_ASSERT_EQUAL(lq_cuda_llama_forward(g, tok, B, 0, got, false), LQ_OK);
+    double e = rel_err(got, want, B * V), worst = e;
+    printf("\n  %s: prefill %d rel err %.3g", what, B, e);
+    CU_ASSERT(e < tol);
+    for (int i = 0; i < 3; i++) {
+        ref_forward(&r, tok + B + i, 1, B + i, want, true);
+        CU_ASSERT_EQUAL(lq_cuda_llama_forward(g, tok + B + i, 1, B + i, got, true), LQ_OK);
+        e = rel_err(got, want, V), worst = e > worst ? e : worst;
+        CU_ASSERT(e < tol);
+    }
+    ref_forward(&r, tok + B + 3, 4, B + 3, want, true);
+    CU_ASSERT_EQUAL(lq_cuda_llama_forward(g, tok + B + 3, 4, B + 3, got, true), LQ_OK);
+    e = rel_err(got, want, V), worst = e > worst ? e : worst;
+    CU_ASSERT(e < tol);
+    printf(", worst over decode and chunk %.3g (budget %.0e)", worst, tol);
+    lq_test_quiet(1);
+    const int32_t bad_tok = (int32_t)V;
+    CU_ASSERT_EQUAL(lq_cuda_llama_forward(g, tok, B + 1, 0, got, false), LQ_ERR_INVALID_ARG); /* > max_batch */
+    CU_ASSERT_EQUAL(lq_cuda_llama_forward(g, tok, 4, S - 3, got, false), LQ_ERR_INVALID_ARG); /* > max_seq */
+    CU_ASSERT_EQUAL(lq_cuda_llama_forward(g, &bad_tok, 1, 0, got, true), LQ_ERR_INVALID_ARG);
+    lq_test_quiet(0);
+    lq_cuda_llama_free(g);
+    ref_llama_free(&r);
+    free(want), free(got);
+    rand_llama_free(&m);
+}
+
+static void test_cuda_llama_f32(void) {
+    llama_parity(LQ_DTYPE_F32, false, false, true, TOL_MODEL_F32, 8001);
+    llama_parity(LQ_DTYPE_F32, false, true, false, TOL_MODEL_F32, 8002);
+}
+
+static void test_cuda_llama_f16(void) { llama_parity(LQ_DTYPE_F16, false, true, true, TOL_MODEL_F16, 8003); }
+
+static void test_cuda_llama_bf16(void) {
+    llama_parity(LQ_DTYPE_BF16, false, false, true, TOL_MODEL_BF16, 8004);
+    llama_parity(LQ_DTYPE_F16, true, true, true, TOL_MODEL_BF16, 8005); /* F16 with BF16/F32 weights mixed in */
+}
+
+static void test_cuda_llama_refusals(void) {
+    rand_llama m;
+    rand_llama_init(&m, LQ_DTYPE_F32, false, false, true, 8100);
+    lq_cuda_llama   *g = (lq_cuda_llama *)(uintptr_t)1; /* must come back NULL */
+    lq_llama_weights w = m.w;
+    lq_test_quiet(1);
+    w.n_kv_heads = 3; /* does not divide n_heads */
+    CU_ASSERT_EQUAL(lq_cuda_llama_init(&w, 16, 4, &g), LQ_ERR_SHAPE);
+    CU_ASSERT_PTR_NULL(g);
+    w = m.w, w.embed.rows = RL_VOCAB - 1;
+    CU_ASSERT_EQUAL(lq_cuda_llama_init(&w, 16, 4, &g), LQ_ERR_SHAPE);
+    w = m.w, w.norm.dtype = LQ_DTYPE_F64;
+    CU_ASSERT_EQUAL(lq_cuda_llama_init(&w, 16, 4, &g), LQ_ERR_UNSUPPORTED);
+    w = m.w;
+    CU_ASSERT_EQUAL(lq_cuda_llama_init(&w, 0, 4, &g), LQ_ERR_INVALID_ARG);
+    CU_ASSERT(lq_test_errors_logged() >= 4);
+    lq_test_quiet(0);
+    lq_cuda_llama_free(NULL);
+    rand_llama_free(&m);
+}
+
+/* the bundled real model: greedy decoding from BOS on the GPU must pick the
+ * same 50 tokens as the CPU reference; then one 51-token prefill */
+static lq_weight st_weight(const lq_safetensors *st, const char *name) {
+    const lq_tensor_info *t = lq_safetensors_find(st, name);
+    lq_weight             w = {LQ_DTYPE_F32, NULL, 0, 0};
+    CU_ASSERT_PTR_NOT_NULL(t);
+    if (!t) return w;
+    w.dtype = t->dtype;
+    w.data  = t->data;
+    w.rows  = t->n_dims == 2 ? t->shape[0] : 1;
+    w.cols  = t->n_dims == 2 ? t->shape[1] : t->shape[0];
+    return w;
+}
+
+static int32_t argmax(const float *v, int64_t n) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return (int32_t)best;
+}
+
+static void test_cuda_llama_stories260k(void) {
+    enum { L = 5, V = 512, GEN = 50, S = 64 };
+    lq_safetensors *st = NULL;
+    CU_ASSERT_EQUAL_FATAL(lq_safetensors_open(lq_test_shared("stories260K-hf/model.safetensors"), &st), LQ_OK);
+    lq_llama_layer   layers[L];
+    lq_llama_weights w;
+    float            inv[4];
+    memset(&w, 0, sizeof w);
+    memset(layers, 0, sizeof layers);
+    w.dim = 64, w.hidden = 172, w.n_layers = L, w.n_heads = 8, w.n_kv_heads = 4, w.head_dim = 8, w.vocab = V;
+    w.rms_eps = 1e-5f, w.rope_neox = true, w.inv_freq = inv, w.layers = layers;
+    CU_ASSERT_EQUAL(lq_rope_inv_freq(inv, 8, 10000.0, LQ_ROPE_DEFAULT, 1.0, 1.0, 4.0, 512), LQ_OK);
+    w.embed   = st_weight(st, "model.embed_tokens.weight");
+    w.norm    = st_weight(st, "model.norm.weight");
+    w.lm_head = w.embed; /* tied */
+    for (int l = 0; l < L; l++) {
+        char nm[96];
+#define LW(field, suffix)                                                                \
+    snprintf(nm, sizeof nm, "model.layers.%d." suffix, l);                               \
+    layers[l].field = st_weight(st, nm)
+        LW(attn_norm, "input_layernorm.weight");
+        LW(wq, "self_attn.q_proj.weight");
+        LW(wk, "self_attn.k_proj.weight");
+        LW(wv, "self_attn.v_proj.weight");
+        LW(wo, "self_attn.o_proj.weight");
+        LW(ffn_norm, "post_attention_layernorm.weight");
+        LW(w_gate, "mlp.gate_proj.weight");
+        LW(w_up, "mlp.up_proj.weight");
+        LW(w_down, "mlp.down_proj.weight");
+#undef LW
+    }
+    lq_cuda_llama *g = NULL;
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_llama_init(&w, S, GEN + 1, &g), LQ_OK);
+    ref_llama r;
+    ref_llama_init(&r, &w, S, false);
+    int32_t      cpu[GEN + 1], gpu[GEN + 1];
+    float *const want = malloc((size_t)(GEN + 1) * V * 4), *const got = malloc((size_t)(GEN + 1) * V * 4);
+    CU_ASSERT_FATAL(want && got);
+    cpu[0] = gpu[0] = 1; /* BOS */
+    double worst = 0;
+    for (int i = 0; i < GEN; i++) {
+        ref_forward(&r, &cpu[i], 1, i, want, true);
+        cpu[i + 1] = argmax(want, V);
+        CU_ASSERT_EQUAL_FATAL(lq_cuda_llama_forward(g, &gpu[i], 1, i, got, true), LQ_OK);
+        gpu[i + 1] = argmax(got, V);
+        if (cpu[i] == gpu[i]) {
+            const double e = rel_err(got, want, V);
+            worst          = e > worst ? e : worst;
+        }
+    }
+    int first_diff = -1;
+    for (int i = 0; i <= GEN && first_diff < 0; i++)
+        if (cpu[i] != gpu[i]) first_diff = i;
+    printf("\n  stories260K greedy %d tokens: %s, worst logits rel err %.3g", GEN,
+           first_diff < 0 ? "identical" : "DIFFER", worst);
+    if (first_diff >= 0)
+        printf(" (first at %d: cpu %d gpu %d)", first_diff, (int)cpu[first_diff], (int)gpu[first_diff]);
+    CU_ASSERT_EQUAL(first_diff, -1);
+    CU_ASSERT(worst < TOL_MODEL_F32);
+    /* the whole sequence again as one prefill (overwrites both caches) */
+    ref_forward(&r, cpu, GEN + 1, 0, want, false);
+    CU_ASSERT_EQUAL(lq_cuda_llama_forward(g, cpu, GEN + 1, 0, got, false), LQ_OK);
+    const double e = rel_err(got, want, (int64_t)(GEN + 1) * V);
+    printf(", prefill of %d rel err %.3g", GEN + 1, e);
+    CU_ASSERT(e < TOL_MODEL_F32);
+    free(want), free(got);
+    ref_llama_free(&r);
+    lq_cuda_llama_free(g);
+    lq_safetensors_close(st);
+}
+
 CU_pSuite lq_test_cuda_suite(void) {
     CU_pSuite s = lq_test_add_suite("cuda");
     LQ_ADD_TEST(s, test_cuda_device);
     LQ_ADD_TEST(s, test_cuda_convert_all_patterns);
     LQ_ADD_TEST(s, test_cuda_convert_random);
     LQ_ADD_TEST(s, test_cuda_convert_refusals);
+    LQ_ADD_TEST(s, test_cuda_matmul);
+    LQ_ADD_TEST(s, test_cuda_embed);
+    LQ_ADD_TEST(s, test_cuda_rmsnorm);
+    LQ_ADD_TEST(s, test_cuda_rope);
+    LQ_ADD_TEST(s, test_cuda_attention);
+    LQ_ADD_TEST(s, test_cuda_swiglu);
+    LQ_ADD_TEST(s, test_cuda_log_softmax);
+    LQ_ADD_TEST(s, test_cuda_llama_f32);
+    LQ_ADD_TEST(s, test_cuda_llama_f16);
+    LQ_ADD_TEST(s, test_cuda_llama_bf16);
+    LQ_ADD_TEST(s, test_cuda_llama_refusals);
+    LQ_ADD_TEST(s, test_cuda_llama_stories260k);
     return s;
 }

@@ -6,8 +6,9 @@
  * result is bit-identical to lq_convert_ref() for any thread count.
  *
  * The hot paths of checkpoint conversion (F32 -> BF16/F16, BF16/F16 -> F32,
- * same-type copies) have branch-free integer loops below that gcc/clang
- * auto-vectorize (SSE2 and up; variable shifts use AVX2 when available).
+ * F16 <-> BF16, same-type copies) have branch-free integer loops that gcc and
+ * clang auto-vectorize at -O2 (those that narrow to F16 need the variable
+ * shifts of AVX2; the others vectorize with SSE2).
  * Loads and stores go through memcpy: tensors inside a mapped file need not
  * be aligned. Every other pair runs lq_convert_ref() chunk by chunk. */
 #include "lq_internal.h"
@@ -61,16 +62,17 @@ static inline uint32_t elem_f16_to_f32(uint16_t h16) {
     const uint32_t a    = h & 0x7FFFu;
     const uint32_t nrm  = (a << 13) + 0x38000000u;
     const uint32_t inf  = (a << 13) | 0x7F800000u | (a > 0x7C00u ? 0x00400000u : 0u);
-    const uint32_t s8   = a <= 0x7u ? 8u : 0u;
-    const uint32_t m8   = a << s8;
-    const uint32_t s4   = m8 <= 0x7Fu ? 4u : 0u;
-    const uint32_t m4   = m8 << s4;
-    const uint32_t s2   = m4 <= 0x1FFu ? 2u : 0u;
-    const uint32_t m2   = m4 << s2;
-    const uint32_t s1   = m2 <= 0x3FFu ? 1u : 0u;
-    const uint32_t m1   = m2 << s1;
-    /* the leading one of m1 sits at bit 10 and adds the 1 of exponent 113 - k */
-    const uint32_t sub = (m1 << 13) + ((112u - (s8 + s4 + s2 + s1)) << 23);
+    /* constant shifts and selects: vectorizable without variable shifts */
+    const uint32_t m8   = a <= 0x7u ? a << 8 : a;
+    const uint32_t k8   = a <= 0x7u ? 8u : 0u;
+    const uint32_t m4   = m8 <= 0x7Fu ? m8 << 4 : m8;
+    const uint32_t k4   = m8 <= 0x7Fu ? k8 + 4u : k8;
+    const uint32_t m2   = m4 <= 0x1FFu ? m4 << 2 : m4;
+    const uint32_t k2   = m4 <= 0x1FFu ? k4 + 2u : k4;
+    const uint32_t m1   = m2 <= 0x3FFu ? m2 << 1 : m2;
+    const uint32_t k1   = m2 <= 0x3FFu ? k2 + 1u : k2;
+    /* the leading one of m1 sits at bit 10 and adds the 1 of exponent 113 - k1 */
+    const uint32_t sub = (m1 << 13) + ((112u - k1) << 23);
     const uint32_t mag = a >= 0x7C00u ? inf : a >= 0x0400u ? nrm : a != 0 ? sub : 0u;
     return sign | mag;
 }
@@ -79,6 +81,11 @@ static inline uint32_t elem_bf16_to_f32(uint16_t h) {
     const uint32_t u = (uint32_t)h << 16;
     return (u & 0x7FFFFFFFu) > 0x7F800000u ? u | 0x00400000u : u;
 }
+
+/* between the 16-bit formats through f32: the widening is exact, so this
+ * rounds once, and NaN payloads follow the same left-aligned rule */
+static inline uint16_t elem_f16_to_bf16(uint16_t h) { return elem_f32_to_bf16(elem_f16_to_f32(h)); }
+static inline uint16_t elem_bf16_to_f16(uint16_t h) { return elem_f32_to_f16(elem_bf16_to_f32(h)); }
 
 /* ---- hot loops ----
  * The inner loop has a constant trip count: gcc's -O2 cost model
@@ -111,12 +118,16 @@ DEFINE_LOOP(f32_to_bf16, uint32_t, uint16_t, elem_f32_to_bf16)
 DEFINE_LOOP(f32_to_f16, uint32_t, uint16_t, elem_f32_to_f16)
 DEFINE_LOOP(f16_to_f32, uint16_t, uint32_t, elem_f16_to_f32)
 DEFINE_LOOP(bf16_to_f32, uint16_t, uint32_t, elem_bf16_to_f32)
+DEFINE_LOOP(f16_to_bf16, uint16_t, uint16_t, elem_f16_to_bf16)
+DEFINE_LOOP(bf16_to_f16, uint16_t, uint16_t, elem_bf16_to_f16)
 
 static convert_fn hot_path(lq_dtype dst_t, lq_dtype src_t) {
     if (src_t == LQ_DTYPE_F32 && dst_t == LQ_DTYPE_BF16) return f32_to_bf16;
     if (src_t == LQ_DTYPE_F32 && dst_t == LQ_DTYPE_F16) return f32_to_f16;
     if (src_t == LQ_DTYPE_F16 && dst_t == LQ_DTYPE_F32) return f16_to_f32;
     if (src_t == LQ_DTYPE_BF16 && dst_t == LQ_DTYPE_F32) return bf16_to_f32;
+    if (src_t == LQ_DTYPE_F16 && dst_t == LQ_DTYPE_BF16) return f16_to_bf16;
+    if (src_t == LQ_DTYPE_BF16 && dst_t == LQ_DTYPE_F16) return bf16_to_f16;
     return NULL;
 }
 
@@ -129,7 +140,7 @@ lq_status lq_convert_cpu(lq_dtype dst_t, void *dst, lq_dtype src_t, const void *
     const bool       copy     = dst_t == src_t;
     const size_t     dsz      = lq_dtype_traits_of(dst_t)->bits / 8;
     const size_t     ssz      = lq_dtype_traits_of(src_t)->bits / 8;
-    const int64_t    n_chunks = LQ_CEIL_DIV(n, CHUNK);
+    const int64_t    n_chunks = n / CHUNK + (n % CHUNK != 0); /* LQ_CEIL_DIV could overflow near INT64_MAX */
 #ifdef _OPENMP
     const int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
 #pragma omp parallel for schedule(static) num_threads(nt) if (n_chunks > 1)

@@ -8,7 +8,7 @@
  * and int -> float rounds once from the exact integer.
  *
  * Rules (lq_kernels.h):
- *   float -> float   RNE; overflow -> Inf (F16, BF16, F32, F5M2), NaN (E4M3);
+ *   float -> float   RNE; overflow -> Inf (F16, BF16, F32, E5M2), NaN (E4M3);
  *                    NaN -> quiet NaN, sign and the top payload bits kept
  *                    (E4M3 has one NaN); subnormals in and out are exact.
  *   int/BOOL -> float  RNE of the exact integer, same overflow rules.
@@ -183,14 +183,14 @@ static num int_num(bool neg, uint64_t mag) {
     return (num){ .neg = neg, .cls = mag ? NUM_FINITE : NUM_ZERO, .exp = 0, .sig = mag };
 }
 
-/* index of the highest set bit of x != 0, by halving */
+/* index of the highest set bit of x != 0, by halving (selects, not branches:
+ * the data decides them) */
 static int msb64(uint64_t x) {
     int p = 0;
     for (int w = 32; w > 0; w /= 2) {
-        if (x >> w) {
-            x >>= w;
-            p += w;
-        }
+        const int s = (x >> w) != 0 ? w : 0;
+        x >>= s;
+        p += s;
     }
     return p;
 }
@@ -201,7 +201,7 @@ static uint64_t round_shift(uint64_t sig, int shift) {
     const uint64_t q    = shift == 64 ? 0 : sig >> shift;
     const uint64_t rem  = shift == 64 ? sig : sig & (((uint64_t)1 << shift) - 1);
     const uint64_t half = (uint64_t)1 << (shift - 1);
-    return q + (rem > half || (rem == half && (q & 1)));
+    return q + ((rem > half) | ((rem == half) & (q & 1)));
 }
 
 /* The destination code is (biased exponent - 1) << mant_bits plus the rounded

@@ -11,17 +11,7 @@
 
 #include <cuda_runtime.h>
 
-/* lq_internal.h spells C11's _Noreturn, which is not C++: map it to the
- * C++11 attribute for this inclusion only. */
-#if defined(__cplusplus) && !defined(_Noreturn)
-#define _Noreturn [[noreturn]]
-#define LQ_CUDA_UNDEF_NORETURN
-#endif
-#include "lq_internal.h"
-#ifdef LQ_CUDA_UNDEF_NORETURN
-#undef _Noreturn
-#undef LQ_CUDA_UNDEF_NORETURN
-#endif
+#include "lq_internal.h" /* LQ_NORETURN spells [[noreturn]] in C++ */
 
 #define LQ_CUDA_TRY(expr)                                                                                     \
     do {                                                                                                      \

@@ -118,12 +118,13 @@ typedef struct {
     int32_t     st_order;      /* safetensors enum index (writer sorts on it)   */
     bool        is_float;
     bool        is_signed;
-    bool        convertible;   /* lq_convert_row() can read and write it        */
+    bool        convertible;   /* lq_convert_ref/cpu() can read and write it    */
 } lq_dtype_traits;
 
 const lq_dtype_traits *lq_dtype_traits_of(lq_dtype t); /* NULL if out of range */
 const char *lq_dtype_name(lq_dtype t);                  /* "?" if out of range */
-/*! lq_dtype_from_name() : safetensors spelling (exact, case-sensitive). */
+/*! lq_dtype_from_name() : safetensors spelling (exact, case-sensitive).
+ *  LQ_ERR_UNSUPPORTED for an unknown name; logs nothing (the caller names the file). */
 lq_status lq_dtype_from_name(const char *name, size_t len, lq_dtype *out);
 /* bytes of `n` elements; false on overflow or a sub-byte total that is not whole */
 bool lq_dtype_nbytes(lq_dtype t, uint64_t n, uint64_t *out_bytes);

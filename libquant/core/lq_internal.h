@@ -20,7 +20,12 @@ extern "C" {
 #endif
 
 void lq__log(lq_log_level level, const char *func, const char *fmt, ...) LQ_PRINTF(3, 4);
-_Noreturn void lq__assert_fail(const char *file, int line, const char *expr);
+#ifdef __cplusplus
+#define LQ_NORETURN [[noreturn]]
+#else
+#define LQ_NORETURN _Noreturn
+#endif
+LQ_NORETURN void lq__assert_fail(const char *file, int line, const char *expr);
 
 #define LQ_ASSERT(x) do { if (!(x)) lq__assert_fail(__FILE__, __LINE__, #x); } while (0)
 #define LQ_LOG_ERR(...)   lq__log(LQ_LOG_ERROR, __func__, __VA_ARGS__)

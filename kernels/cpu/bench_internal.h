@@ -1,0 +1,31 @@
+/* bench_internal.h : benchmarks of the `_cpu` kernels, called by lq-bench; not installed. */
+#ifndef LQ_BENCH_INTERNAL_H
+#define LQ_BENCH_INTERNAL_H
+
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*! lq__bench_cpu_kernels() :
+ *  Measures two ceilings on this machine with `n_threads` threads (<= 0: the
+ *  OpenMP default): the f32 FMA peak (independent FMA chains, GFLOP/s) and
+ *  the read-only streaming bandwidth (a parallel sum over a 1 GiB buffer,
+ *  GB/s). Then, after a correctness check against lq_matmul_ref, times
+ *  lq_matmul_cpu on Llama-1B-like shapes for F16, BF16 and F32 weights:
+ *  prefill (x: 512 x 2048, GFLOP/s = 2·n·rows·cols / s, as a ratio to the FMA
+ *  peak) and decode (n = 1, GB/s = weight bytes / s, as a ratio to the
+ *  bandwidth; weights rotate through copies larger than the last-level cache
+ *  so every call streams from DRAM), plus attention and the small ops.
+ *  Each kernel figure is the median of several runs; each ceiling the best.
+ *  Prints to `out` one line per figure, e.g.
+ *    "matmul f16 prefill 512x2048x5632 : 312.4 GFLOP/s  ratio 0.71 of FMA peak".
+ *  Allocates up to ~1.5 GB; frees everything before returning.
+ *  @return 0, or 1 if memory ran out or the correctness check failed. */
+int lq__bench_cpu_kernels(int n_threads, FILE *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LQ_BENCH_INTERNAL_H */

@@ -1,0 +1,91 @@
+/* llama_cuda_internal.cuh : the asynchronous launchers behind the CUDA
+ * forward-pass ops, shared by matmul_cuda.cu, llama_ops_cuda.cu and
+ * llama_cuda.cu. Not installed, not public.
+ *
+ * The public lq_cuda_<op>() entry points (lq_kernels.h) validate their
+ * arguments, call these launchers on the default stream and synchronize.
+ * lq_cuda_llama_forward() calls the launchers back to back with no
+ * synchronization in between. Every launcher checks cudaGetLastError()
+ * after its launch; faults inside a kernel surface at the next synchronizing
+ * call (the caller's stream synchronize or device-to-host copy). */
+#ifndef LLAMA_CUDA_INTERNAL_CUH
+#define LLAMA_CUDA_INTERNAL_CUH
+
+#include "lq_cuda_common.cuh"
+#include "lq_kernels.h"
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+/* cublasStatus_t -> LQ_ERR_CUDA, logged with the call and the status name */
+#define LQ_CUBLAS_TRY(expr)                                                                                   \
+    do {                                                                                                      \
+        const cublasStatus_t lq__b = (expr);                                                                  \
+        if (lq__b != CUBLAS_STATUS_SUCCESS) {                                                                 \
+            lq__log(LQ_LOG_ERROR, __func__, "%s:%d: %s: %s", __FILE__, __LINE__, #expr,                       \
+                    cublasGetStatusString(lq__b));                                                            \
+            return LQ_ERR_CUDA;                                                                               \
+        }                                                                                                     \
+    } while (0)
+
+/* weight dtype codes the kernels switch on (uniform branches) */
+enum { LQ__WT_F32 = 0, LQ__WT_F16 = 1, LQ__WT_BF16 = 2 };
+
+/* LQ__WT_* for F32/F16/BF16, -1 for anything else */
+int lq__cuda_wt_code(lq_dtype t);
+
+/* element i of a F32/F16/BF16 weight as f32 (exact) */
+static __device__ __forceinline__ float lq__wt_at(const void *p, int code, int64_t i) {
+    if (code == LQ__WT_F32) return static_cast<const float *>(p)[i];
+    const unsigned int b = static_cast<const unsigned short *>(p)[i];
+    if (code == LQ__WT_F16) return __half2float(__ushort_as_half(static_cast<unsigned short>(b)));
+    return __uint_as_float(b << 16);
+}
+
+/* a grid for a grid-stride loop over `count` items, `block` threads each */
+static inline unsigned int lq__grid_for(int64_t count, int block) {
+    const int64_t g = (count + block - 1) / block;
+    return (unsigned int)(g < 1 ? 1 : (g > (1 << 20) ? (1 << 20) : g));
+}
+
+/* ---- matmul (matmul_cuda.cu) ---- */
+
+/*! lq__cuda_matmul_scratch_bytes() : device scratch that lq__cuda_matmul
+ *  needs for `n` rows against `w` (0 for F32 weights). */
+size_t lq__cuda_matmul_scratch_bytes(int64_t n, const lq_weight *w);
+
+/*! lq__cuda_matmul() : y (n, w->rows) = x (n, w->cols) · wᵀ + bias, enqueued on
+ *  `blas`'s stream (the default stream here). F32: cublasSgemm, no TF32.
+ *  F16/BF16: x is rounded to the weight's type in `scratch`
+ *  (lq__cuda_matmul_scratch_bytes bytes); n = 1 runs the GEMV kernel, n > 1
+ *  cublasGemmEx with f32 accumulation. `reuse_scratch`: the previous call
+ *  used the same x, n and weight dtype and the scratch still holds its
+ *  prepared x (q/k/v and gate/up share their input). Dimensions <= INT_MAX
+ *  (checked by the callers). */
+lq_status lq__cuda_matmul(cublasHandle_t blas, float *y, const float *x, int64_t n, const lq_weight *w,
+                          const float *bias, void *scratch, bool reuse_scratch);
+
+/*! lq__cuda_blas_create() : a handle on the default stream, CUBLAS_DEFAULT_MATH */
+lq_status lq__cuda_blas_create(cublasHandle_t *out);
+
+/* ---- elementwise, norm, rope, attention (llama_ops_cuda.cu) ---- */
+
+/* `bad` (device int, may be NULL) is set to 1 when an id is out of range;
+ * that row is written as zeros */
+lq_status lq__cuda_embed(float *out, const lq_weight *table, const int32_t *ids, int64_t n, int *bad);
+lq_status lq__cuda_rmsnorm(float *y, const float *x, const lq_weight *w, int64_t n, int64_t dim, float eps);
+/* positions: pos[t] when pos != NULL, else pos0 + t */
+lq_status lq__cuda_rope(float *x, const int32_t *pos, int64_t pos0, int64_t n, int64_t n_heads, int64_t head_dim,
+                        const float *inv_freq, bool neox);
+lq_status lq__cuda_attention(float *out, const float *q, const float *k_cache, const float *v_cache, int64_t n,
+                             int64_t pos0, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t kv_stride);
+lq_status lq__cuda_swiglu(float *out, const float *gate, const float *up, int64_t n);
+/* x (n) += y (n) */
+lq_status lq__cuda_add(float *x, const float *y, int64_t n);
+lq_status lq__cuda_log_softmax(float *out, const float *logits, int64_t n, int64_t vocab);
+
+/* the attention kernel's limit on head_dim (shared memory) */
+#define LQ__ATT_MAX_HEAD_DIM 512
+
+#endif /* LLAMA_CUDA_INTERNAL_CUH */
