@@ -7,11 +7,14 @@
  *   - Hugging Face `tokenizer.json` with a BPE model: Llama-2 style
  *     (Prepend/Replace normalizer or Metaspace pre-tokenizer, byte_fallback)
  *     and byte-level style (GPT-2 / Llama-3 / Qwen2: ByteLevel + Split regex
- *     pre-tokenizer, ignore_merges), added tokens split out first
+ *     pre-tokenizer, ignore_merges, NFC), added tokens split out first;
+ *     Split regexes are matched by a small Oniguruma-compatible matcher and
+ *     patterns outside its subset are refused (LQ_ERR_UNSUPPORTED)
  *   - llama2.c `tokenizer.bin` (scores, llama2.c's own encoder semantics)
  * Encoding never adds BOS/EOS by itself: callers ask (add_bos). Decoding of a
  * single id returns its text piece (bytes, not necessarily valid UTF-8 alone).
- * Every file is parsed as hostile input: lengths checked, limits enforced. */
+ * Every file is parsed as hostile input: lengths checked, limits enforced.
+ * A loaded tokenizer is read-only: encode/decode may run concurrently. */
 #ifndef LQ_TOKENIZER_H
 #define LQ_TOKENIZER_H
 
@@ -32,7 +35,8 @@ typedef enum {
 /*! lq_tokenizer_open() : detect the kind from the content (protobuf,
  *  JSON, or llama2.c's binary) and load it. For a llama2.c tokenizer.bin,
  *  `vocab_size` must be the model's vocabulary size (the file does not store
- *  it); pass 0 for the other kinds.
+ *  it, and must end after exactly that many tokens); pass 0 for the other
+ *  kinds (a non-zero value does not prevent them from being detected).
  *  @return LQ_OK, LQ_ERR_IO, LQ_ERR_FORMAT, LQ_ERR_UNSUPPORTED (e.g. a Unigram
  *  model or a WordPiece tokenizer.json), LQ_ERR_NOMEM. */
 lq_status lq_tokenizer_open(const char *path, int32_t vocab_size, lq_tokenizer **out);

@@ -70,17 +70,23 @@ void lq__buf_free(lq__buf *b) {
 
 /* ==== hash tables ==== */
 
-static uint32_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a 64, folded */
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 0x100000001b3ULL;
+uint32_t lq__hash_final(uint64_t h) { /* FNV-1a 64, mixed and folded */
     h ^= h >> 29;
     h *= 0xbf58476d1ce4e5b9ULL;
     return (uint32_t)(h ^ (h >> 32));
 }
 
+static uint32_t hash_bytes(const char *s, size_t n) {
+    uint64_t h = lq__hash_init();
+    for (size_t i = 0; i < n; i++)
+        h = lq__hash_step(h, (uint8_t)s[i]);
+    return lq__hash_final(h);
+}
+
 static size_t table_cap(size_t expected) {
     size_t cap = 16;
-    while (cap < expected * 2 + 16) cap *= 2;
+    while (cap < expected * 2 + 16)
+        cap *= 2;
     return cap;
 }
 
@@ -90,7 +96,8 @@ lq_status lq__strtab_init(lq__strtab *t, size_t expected) {
     const size_t cap = table_cap(expected);
     t->ent           = lq_malloc(cap * sizeof *t->ent);
     LQ_RETURN_IF(!t->ent, LQ_ERR_NOMEM, "out of memory (hash table of %zu)", cap);
-    for (size_t i = 0; i < cap; i++) t->ent[i].len = UINT32_MAX;
+    for (size_t i = 0; i < cap; i++)
+        t->ent[i].len = UINT32_MAX;
     t->mask = cap - 1;
     return LQ_OK;
 }
@@ -102,7 +109,11 @@ void lq__strtab_free(lq__strtab *t) {
 
 int32_t lq__strtab_get(const lq__strtab *t, const char *s, size_t len) {
     if (!t->ent || len >= UINT32_MAX) return -1;
-    const uint32_t h = hash_bytes(s, len);
+    return lq__strtab_get_hashed(t, s, len, hash_bytes(s, len));
+}
+
+int32_t lq__strtab_get_hashed(const lq__strtab *t, const char *s, size_t len, uint32_t h) {
+    if (!t->ent || len >= UINT32_MAX) return -1;
     for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
         const lq__strtab_ent *e = &t->ent[i];
         if (e->len == UINT32_MAX) return -1;
@@ -147,7 +158,8 @@ lq_status lq__pairtab_init(lq__pairtab *t, size_t expected) {
         lq__pairtab_free(t);
         LQ_RETURN_IF(1, LQ_ERR_NOMEM, "out of memory (pair table of %zu)", cap);
     }
-    for (size_t i = 0; i < cap; i++) t->key[i] = UINT64_MAX;
+    for (size_t i = 0; i < cap; i++)
+        t->key[i] = UINT64_MAX;
     t->mask = cap - 1;
     return LQ_OK;
 }
@@ -192,7 +204,8 @@ void lq__pairtab_set(lq__pairtab *t, uint32_t x, uint32_t y, int32_t a, int32_t 
 lq_status lq__bpe_work_syms(lq__bpe_work *w, size_t n) {
     if (n <= w->sym_cap) return LQ_OK;
     size_t cap = w->sym_cap ? w->sym_cap : 64;
-    while (cap < n) cap *= 2;
+    while (cap < n)
+        cap *= 2;
     size_t bytes;
     LQ_RETURN_IF(!lq__mul_size(cap, sizeof *w->sym, &bytes), LQ_ERR_NOMEM, "symbol array overflow");
     lq__bpe_sym *s = lq_malloc(bytes);
@@ -242,8 +255,8 @@ static lq__bpe_cand heap_pop(lq__bpe_work *w) {
     const lq__bpe_cand last = w->heap[--w->heap_n];
     size_t             i    = 0;
     for (;;) {
-        size_t       best = i;
-        const size_t l = 2 * i + 1, r = l + 1;
+        size_t              best = i;
+        const size_t        l = 2 * i + 1, r = l + 1;
         const lq__bpe_cand *bc = &last;
         if (l < w->heap_n && cand_before(&w->heap[l], bc)) best = l, bc = &w->heap[l];
         if (r < w->heap_n && cand_before(&w->heap[r], bc)) best = r;
@@ -267,7 +280,8 @@ static lq_status maybe_push(lq__bpe_work *w, int32_t left, lq__bpe_pair_fn fn, v
 
 lq_status lq__bpe_merge(lq__bpe_work *w, int32_t n, lq__bpe_pair_fn fn, void *ctx) {
     w->heap_n = 0;
-    for (int32_t i = 0; i + 1 < n; i++) LQ_TRY(maybe_push(w, i, fn, ctx));
+    for (int32_t i = 0; i + 1 < n; i++)
+        LQ_TRY(maybe_push(w, i, fn, ctx));
     while (w->heap_n) {
         const lq__bpe_cand top = heap_pop(w);
         lq__bpe_sym       *a   = &w->sym[top.pos];
@@ -298,10 +312,14 @@ int lq__utf8_next(const uint8_t *s, size_t n, uint32_t *cp) {
     }
     int      len;
     uint32_t v, min;
-    if (c >= 0xC2 && c <= 0xDF) len = 2, v = c & 0x1F, min = 0x80;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, v = c & 0x0F, min = 0x800;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, v = c & 0x07, min = 0x10000;
-    else return 0;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2, v = c & 0x1F, min = 0x80;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3, v = c & 0x0F, min = 0x800;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4, v = c & 0x07, min = 0x10000;
+    else
+        return 0;
     if ((size_t)len > n) return 0;
     for (int i = 1; i < len; i++) {
         if ((s[i] & 0xC0) != 0x80) return 0;
@@ -340,10 +358,11 @@ size_t lq__utf8_put(uint32_t cp, char *out) {
  * substitution of maximal subparts"): the longest prefix of a well-formed
  * sequence, at least 1 */
 static size_t maximal_subpart(const uint8_t *s, size_t n) {
-    const uint8_t c = s[0];
+    const uint8_t c  = s[0];
     uint8_t       lo = 0x80, hi = 0xBF;
     size_t        len;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
     else if (c >= 0xE0 && c <= 0xEF) {
         len = 3;
         if (c == 0xE0) lo = 0xA0;
@@ -352,10 +371,12 @@ static size_t maximal_subpart(const uint8_t *s, size_t n) {
         len = 4;
         if (c == 0xF0) lo = 0x90;
         if (c == 0xF4) hi = 0x8F;
-    } else return 1;
+    } else
+        return 1;
     size_t i = 1;
     if (i < n && s[i] >= lo && s[i] <= hi) {
-        for (i = 2; i < len && i < n && (s[i] & 0xC0) == 0x80;) i++;
+        for (i = 2; i < len && i < n && (s[i] & 0xC0) == 0x80;)
+            i++;
     }
     return i;
 }
@@ -385,8 +406,10 @@ int lq__uni_category(uint32_t cp) {
     size_t lo = 0, hi = lq__uni_gc_runs_n; /* last run whose start <= cp */
     while (hi - lo > 1) {
         const size_t mid = (lo + hi) / 2;
-        if ((lq__uni_gc_runs[mid] >> 5) <= cp) lo = mid;
-        else hi = mid;
+        if ((lq__uni_gc_runs[mid] >> 5) <= cp)
+            lo = mid;
+        else
+            hi = mid;
     }
     return (int)(lq__uni_gc_runs[lo] & 31);
 }
@@ -443,14 +466,14 @@ void lq_tokenizer_free(lq_tokenizer *t) {
 }
 
 /* `name` (a path, or "(memory)") only labels the error messages */
-static lq_status open_named(const void *data, size_t size, int32_t vocab_size, const char *name,
-                            lq_tokenizer **out) {
+static lq_status open_named(const void *data, size_t size, int32_t vocab_size, const char *name, lq_tokenizer **out) {
     LQ_RETURN_IF(!out || (!data && size), LQ_ERR_INVALID_ARG, "NULL argument");
     *out = NULL;
     LQ_RETURN_IF(vocab_size < 0, LQ_ERR_INVALID_ARG, "negative vocab_size %d", vocab_size);
     const uint8_t *d = data;
     size_t         i = 0;
-    while (i < size && (d[i] == ' ' || d[i] == '\t' || d[i] == '\r' || d[i] == '\n')) i++;
+    while (i < size && (d[i] == ' ' || d[i] == '\t' || d[i] == '\r' || d[i] == '\n'))
+        i++;
     if (i + 3 <= size && d[i] == 0xEF && d[i + 1] == 0xBB && d[i + 2] == 0xBF) i += 3; /* BOM */
 
     lq_tokenizer *t = lq_calloc(1, sizeof *t);
@@ -542,9 +565,15 @@ lq_status lq_tokenizer_encode(const lq_tokenizer *t, const char *text, size_t le
     if (add_bos && t->bos >= 0) st = lq__ivec_push(&v, t->bos);
     if (st == LQ_OK) {
         switch (t->kind) {
-        case LQ_TOK_SENTENCEPIECE: st = lq__spm_encode(t, text ? text : "", len, &v); break;
-        case LQ_TOK_LLAMA2C: st = lq__l2c_encode(t, text ? text : "", len, &v); break;
-        case LQ_TOK_HF_BPE: st = lq__hf_encode(t, text ? text : "", len, &v); break;
+        case LQ_TOK_SENTENCEPIECE:
+            st = lq__spm_encode(t, text ? text : "", len, &v);
+            break;
+        case LQ_TOK_LLAMA2C:
+            st = lq__l2c_encode(t, text ? text : "", len, &v);
+            break;
+        case LQ_TOK_HF_BPE:
+            st = lq__hf_encode(t, text ? text : "", len, &v);
+            break;
         }
     }
     if (st == LQ_OK) {
@@ -562,9 +591,12 @@ lq_status lq_tokenizer_encode(const lq_tokenizer *t, const char *text, size_t le
 int lq_tokenizer_decode_piece(const lq_tokenizer *t, int32_t prev, int32_t id, char *buf, size_t cap) {
     if (!t || (!buf && cap) || id < 0 || id >= t->n_vocab || !t->piece[id]) return -1;
     switch (t->kind) {
-    case LQ_TOK_SENTENCEPIECE: return lq__spm_decode(t, prev, id, buf, cap);
-    case LQ_TOK_LLAMA2C: return lq__l2c_decode(t, prev, id, buf, cap);
-    case LQ_TOK_HF_BPE: return lq__hf_decode(t, prev, id, buf, cap);
+    case LQ_TOK_SENTENCEPIECE:
+        return lq__spm_decode(t, prev, id, buf, cap);
+    case LQ_TOK_LLAMA2C:
+        return lq__l2c_decode(t, prev, id, buf, cap);
+    case LQ_TOK_HF_BPE:
+        return lq__hf_decode(t, prev, id, buf, cap);
     }
     return -1;
 }

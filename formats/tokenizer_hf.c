@@ -39,8 +39,8 @@ typedef struct {
 
 typedef struct {
     uint8_t    type;
-    hf_pattern pat;     /* NM_REPLACE                      */
-    char      *s;       /* NM_PREPEND text / NM_REPLACE content */
+    hf_pattern pat; /* NM_REPLACE                      */
+    char      *s;   /* NM_PREPEND text / NM_REPLACE content */
     size_t     s_len;
     bool       left, right; /* NM_STRIP                    */
 } hf_norm;
@@ -62,7 +62,7 @@ typedef struct {
     char     repl[4]; /* DEC_METASPACE */
     uint8_t  repl_len;
     bool     prepend;
-    char    *a, *b;   /* DEC_REPLACE pattern -> content */
+    char    *a, *b; /* DEC_REPLACE pattern -> content */
     size_t   a_len, b_len;
     uint32_t content; /* DEC_STRIP */
     int32_t  start, stop;
@@ -84,8 +84,8 @@ typedef struct {
 } hf_matcher;
 
 struct lq__hf {
-    lq__strtab  vocab;    /* model vocabulary: string -> id (keys in t->piece) */
-    lq__pairtab merges;   /* (left id, right id) -> (rank, merged id)          */
+    lq__strtab  vocab;  /* model vocabulary: string -> id (keys in t->piece) */
+    lq__pairtab merges; /* (left id, right id) -> (rank, merged id)          */
     hf_added   *added;
     int32_t     n_added;
     int32_t    *added_of; /* id -> index in added[], -1                        */
@@ -96,7 +96,6 @@ struct lq__hf {
     int         n_pre;
     hf_dec      dec[HF_MAX_STEPS];
     int         n_dec;
-    bool        has_decoder;
     lq__regex  *gpt2;
     int32_t     unk_id;
     bool        byte_fallback, fuse_unk, ignore_merges;
@@ -146,8 +145,10 @@ static lq_status load_pattern(const loader *L, const lq_json *o, const char *wha
     }
     LQ_RETURN_IF(strcmp(v->key, "Regex") != 0, LQ_ERR_FORMAT, "%s: %s pattern kind '%s'", L->name, what, v->key);
     const lq_status st = lq__regex_compile(v->str, v->str_len, &p->re);
-    LQ_RETURN_IF(st != LQ_OK, st, "%s: %s: regex not supported (only the pre-split patterns of known tokenizers "
-                 "are)", L->name, what);
+    LQ_RETURN_IF(st != LQ_OK, st,
+                 "%s: %s: regex not supported (only the pre-split patterns of known tokenizers "
+                 "are)",
+                 L->name, what);
     return LQ_OK;
 }
 
@@ -179,16 +180,16 @@ static lq_status load_normalizer(const loader *L, const lq_json *o, int depth) {
     if (strcmp(type, "Sequence") == 0) {
         const lq_json *seq = lq_json_get(o, "normalizers");
         LQ_RETURN_IF(!seq || seq->type != LQ_JSON_ARRAY, LQ_ERR_FORMAT, "%s: Sequence without normalizers", L->name);
-        for (uint32_t i = 0; i < seq->n; i++) LQ_TRY(load_normalizer(L, &seq->items[i], depth + 1));
+        for (uint32_t i = 0; i < seq->n; i++)
+            LQ_TRY(load_normalizer(L, &seq->items[i], depth + 1));
         return LQ_OK;
     }
-    LQ_RETURN_IF(h->n_norm >= HF_MAX_STEPS, LQ_ERR_UNSUPPORTED, "%s: more than %d normalizers", L->name,
-                 HF_MAX_STEPS);
+    LQ_RETURN_IF(h->n_norm >= HF_MAX_STEPS, LQ_ERR_UNSUPPORTED, "%s: more than %d normalizers", L->name, HF_MAX_STEPS);
     hf_norm *n = &h->norm[h->n_norm++];
     if (strcmp(type, "Prepend") == 0) {
         const lq_json *p = lq_json_get(o, "prepend");
         LQ_RETURN_IF(!p || p->type != LQ_JSON_STRING, LQ_ERR_FORMAT, "%s: Prepend without a string", L->name);
-        n->type = NM_PREPEND;
+        n->type  = NM_PREPEND;
         n->s_len = p->str_len;
         return dup_str(p->str, p->str_len, &n->s);
     }
@@ -210,20 +211,27 @@ static lq_status load_normalizer(const loader *L, const lq_json *o, int depth) {
         return jbool(L, o, "strip_right", true, &n->right);
     }
     h->n_norm--;
-    LQ_RETURN_IF(1, LQ_ERR_UNSUPPORTED, "%s: normalizer \"%s\" is not supported (only Sequence, Prepend, Replace, NFC, "
-                 "Strip)", L->name, type);
+    LQ_RETURN_IF(1, LQ_ERR_UNSUPPORTED,
+                 "%s: normalizer \"%s\" is not supported (only Sequence, Prepend, Replace, NFC, "
+                 "Strip)",
+                 L->name, type);
 }
 
 static lq_status load_scheme(const loader *L, const lq_json *o, uint8_t *scheme) {
     const char *s = jstr(o, "prepend_scheme");
     bool        aps;
-    const bool  has_aps = lq_json_get(o, "add_prefix_space") && lq_json_get_bool(lq_json_get(o, "add_prefix_space"), &aps);
-    *scheme             = SCHEME_ALWAYS;
+    const bool  has_aps =
+        lq_json_get(o, "add_prefix_space") && lq_json_get_bool(lq_json_get(o, "add_prefix_space"), &aps);
+    *scheme = SCHEME_ALWAYS;
     if (s) {
-        if (strcmp(s, "always") == 0) *scheme = SCHEME_ALWAYS;
-        else if (strcmp(s, "first") == 0) *scheme = SCHEME_FIRST;
-        else if (strcmp(s, "never") == 0) *scheme = SCHEME_NEVER;
-        else LQ_RETURN_IF(1, LQ_ERR_FORMAT, "%s: unknown prepend_scheme '%s'", L->name, s);
+        if (strcmp(s, "always") == 0)
+            *scheme = SCHEME_ALWAYS;
+        else if (strcmp(s, "first") == 0)
+            *scheme = SCHEME_FIRST;
+        else if (strcmp(s, "never") == 0)
+            *scheme = SCHEME_NEVER;
+        else
+            LQ_RETURN_IF(1, LQ_ERR_FORMAT, "%s: unknown prepend_scheme '%s'", L->name, s);
     }
     if (has_aps && !aps) {
         LQ_RETURN_IF(*scheme != SCHEME_NEVER && s, LQ_ERR_FORMAT,
@@ -240,9 +248,9 @@ static lq_status load_pretok(const loader *L, const lq_json *o, int depth) {
     LQ_RETURN_IF(!type || depth > 8, LQ_ERR_FORMAT, "%s: pre_tokenizer without a type", L->name);
     if (strcmp(type, "Sequence") == 0) {
         const lq_json *seq = lq_json_get(o, "pretokenizers");
-        LQ_RETURN_IF(!seq || seq->type != LQ_JSON_ARRAY, LQ_ERR_FORMAT, "%s: Sequence without pretokenizers",
-                     L->name);
-        for (uint32_t i = 0; i < seq->n; i++) LQ_TRY(load_pretok(L, &seq->items[i], depth + 1));
+        LQ_RETURN_IF(!seq || seq->type != LQ_JSON_ARRAY, LQ_ERR_FORMAT, "%s: Sequence without pretokenizers", L->name);
+        for (uint32_t i = 0; i < seq->n; i++)
+            LQ_TRY(load_pretok(L, &seq->items[i], depth + 1));
         return LQ_OK;
     }
     LQ_RETURN_IF(h->n_pre >= HF_MAX_STEPS, LQ_ERR_UNSUPPORTED, "%s: more than %d pre-tokenizers", L->name,
@@ -265,12 +273,18 @@ static lq_status load_pretok(const loader *L, const lq_json *o, int depth) {
         p->type       = PRE_SPLIT;
         const char *b = jstr(o, "behavior");
         LQ_RETURN_IF(!b, LQ_ERR_FORMAT, "%s: Split without behavior", L->name);
-        if (strcmp(b, "Removed") == 0) p->behavior = BEH_REMOVED;
-        else if (strcmp(b, "Isolated") == 0) p->behavior = BEH_ISOLATED;
-        else if (strcmp(b, "MergedWithPrevious") == 0) p->behavior = BEH_MERGED_PREV;
-        else if (strcmp(b, "MergedWithNext") == 0) p->behavior = BEH_MERGED_NEXT;
-        else if (strcmp(b, "Contiguous") == 0) p->behavior = BEH_CONTIGUOUS;
-        else LQ_RETURN_IF(1, LQ_ERR_FORMAT, "%s: unknown Split behavior '%s'", L->name, b);
+        if (strcmp(b, "Removed") == 0)
+            p->behavior = BEH_REMOVED;
+        else if (strcmp(b, "Isolated") == 0)
+            p->behavior = BEH_ISOLATED;
+        else if (strcmp(b, "MergedWithPrevious") == 0)
+            p->behavior = BEH_MERGED_PREV;
+        else if (strcmp(b, "MergedWithNext") == 0)
+            p->behavior = BEH_MERGED_NEXT;
+        else if (strcmp(b, "Contiguous") == 0)
+            p->behavior = BEH_CONTIGUOUS;
+        else
+            LQ_RETURN_IF(1, LQ_ERR_FORMAT, "%s: unknown Split behavior '%s'", L->name, b);
         LQ_TRY(jbool(L, o, "invert", false, &p->invert));
         return load_pattern(L, o, "Split pre-tokenizer", &p->pat);
     }
@@ -285,11 +299,11 @@ static lq_status load_decoder(const loader *L, const lq_json *o, int depth) {
     if (!o || o->type == LQ_JSON_NULL) return LQ_OK;
     const char *type = jstr(o, "type");
     LQ_RETURN_IF(!type || depth > 8, LQ_ERR_FORMAT, "%s: decoder without a type", L->name);
-    h->has_decoder = true;
     if (strcmp(type, "Sequence") == 0) {
         const lq_json *seq = lq_json_get(o, "decoders");
         LQ_RETURN_IF(!seq || seq->type != LQ_JSON_ARRAY, LQ_ERR_FORMAT, "%s: Sequence without decoders", L->name);
-        for (uint32_t i = 0; i < seq->n; i++) LQ_TRY(load_decoder(L, &seq->items[i], depth + 1));
+        for (uint32_t i = 0; i < seq->n; i++)
+            LQ_TRY(load_decoder(L, &seq->items[i], depth + 1));
         return LQ_OK;
     }
     LQ_RETURN_IF(h->n_dec >= HF_MAX_STEPS, LQ_ERR_UNSUPPORTED, "%s: more than %d decoders", L->name, HF_MAX_STEPS);
@@ -333,7 +347,7 @@ static lq_status load_decoder(const loader *L, const lq_json *o, int depth) {
         uint8_t        cl;
         const lq_json *a = lq_json_get(o, "start"), *b = lq_json_get(o, "stop");
         uint64_t       s0 = 0, s1 = 0;
-        d->type           = DEC_STRIP;
+        d->type = DEC_STRIP;
         LQ_TRY(load_char(L, o, "content", NULL, c, &cl, &d->content));
         LQ_RETURN_IF((a && !lq_json_get_u64(a, &s0)) || (b && !lq_json_get_u64(b, &s1)) || s0 > 1024 || s1 > 1024,
                      LQ_ERR_FORMAT, "%s: Strip decoder start/stop", L->name);
@@ -351,7 +365,8 @@ static lq_status load_decoder(const loader *L, const lq_json *o, int depth) {
 /* GPT-2's bytes_to_unicode() */
 static void init_byte_level(lq__hf *h) {
     uint32_t n = 0;
-    for (int i = 0; i < 324; i++) h->char_byte[i] = -1;
+    for (int i = 0; i < 324; i++)
+        h->char_byte[i] = -1;
     for (int b = 0; b < 256; b++) {
         const bool keep = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
         h->byte_char[b] = keep ? (uint32_t)b : 256 + n++;
@@ -366,12 +381,13 @@ static int cmp_added_for_match(const hf_added *A, int32_t x, int32_t y, bool nor
     const uint32_t  la = normd ? a->norm_len : a->len, lb = normd ? b->norm_len : b->len;
     if (sa[0] != sb[0]) return sa[0] < sb[0] ? -1 : 1;
     if (la != lb) return la > lb ? -1 : 1; /* longest first */
-    return x < y ? -1 : (x > y); /* same text twice: the first listed wins */
+    return x < y ? -1 : (x > y);           /* same text twice: the first listed wins */
 }
 
 static lq_status build_matcher(lq__hf *h, hf_matcher *m, bool normd) {
     int32_t n = 0;
-    for (int32_t i = 0; i < h->n_added; i++) n += h->added[i].normalized == normd && (normd ? h->added[i].norm_len : h->added[i].len) > 0;
+    for (int32_t i = 0; i < h->n_added; i++)
+        n += h->added[i].normalized == normd && (normd ? h->added[i].norm_len : h->added[i].len) > 0;
     m->idx = lq_malloc(((size_t)n + 1) * sizeof *m->idx);
     LQ_RETURN_IF(!m->idx, LQ_ERR_NOMEM, "out of memory");
     n = 0;
@@ -389,20 +405,20 @@ static lq_status build_matcher(lq__hf *h, hf_matcher *m, bool normd) {
     int32_t k = 0;
     for (int b = 0; b < 256; b++) {
         m->start[b] = k;
-        while (k < n && (uint8_t)(normd ? h->added[m->idx[k]].norm : h->added[m->idx[k]].content)[0] == b) k++;
+        while (k < n && (uint8_t)(normd ? h->added[m->idx[k]].norm : h->added[m->idx[k]].content)[0] == b)
+            k++;
     }
     m->start[256] = k;
     return LQ_OK;
 }
 
-static lq_status normalize_str(const lq__hf *h, const char *s, size_t n, lq__buf *out);
+static lq_status normalize_str(const lq__hf *h, const char *s, size_t n, lq__buf *out, int64_t *budget);
 
-static int32_t token_id(const lq__hf *h, const lq_tokenizer *t, const char *s) {
+static int32_t token_id(const lq__hf *h, const char *s) {
     if (!s) return -1;
     const size_t n = strlen(s);
     for (int32_t i = 0; i < h->n_added; i++)
         if (h->added[i].len == n && memcmp(h->added[i].content, s, n) == 0) return h->added[i].id;
-    (void)t;
     return lq__strtab_get(&h->vocab, s, n);
 }
 
@@ -432,7 +448,7 @@ static void find_bos_eos(lq_tokenizer *t, const lq_json *pp, int depth) {
                 const lq_json *sp = lq_json_get(it, "SpecialToken");
                 if (lq_json_get(it, "Sequence")) seen_seq = true;
                 if (!sp) continue;
-                const int32_t id = token_id(h, t, jstr(sp, "id"));
+                const int32_t id = token_id(h, jstr(sp, "id"));
                 if (id < 0) continue;
                 if (!seen_seq && t->bos < 0) t->bos = id;
                 if (seen_seq && t->eos < 0) t->eos = id;
@@ -447,14 +463,13 @@ static void find_bos_eos(lq_tokenizer *t, const lq_json *pp, int depth) {
     }
 }
 
-static lq_status load_added(const loader *L, lq_tokenizer *t, const lq_json *arr, int32_t *max_id) {
+static lq_status load_added(const loader *L, const lq_json *arr, int32_t *max_id) {
     lq__hf *h = L->h;
     if (!arr || arr->type == LQ_JSON_NULL) return LQ_OK;
     LQ_RETURN_IF(arr->type != LQ_JSON_ARRAY, LQ_ERR_FORMAT, "%s: added_tokens is not an array", L->name);
     LQ_RETURN_IF(arr->n > LQ__TOK_MAX_VOCAB, LQ_ERR_FORMAT, "%s: %u added tokens", L->name, arr->n);
     h->added = lq_calloc((size_t)arr->n + 1, sizeof *h->added);
     LQ_RETURN_IF(!h->added, LQ_ERR_NOMEM, "out of memory");
-    (void)t;
     for (uint32_t i = 0; i < arr->n; i++) {
         const lq_json *o  = &arr->items[i];
         const lq_json *id = lq_json_get(o, "id"), *c = lq_json_get(o, "content");
@@ -477,11 +492,10 @@ static lq_status load_added(const loader *L, lq_tokenizer *t, const lq_json *arr
     return LQ_OK;
 }
 
-static lq_status load_merges(const loader *L, lq_tokenizer *t, const lq_json *merges) {
+static lq_status load_merges(const loader *L, const lq_json *merges) {
     lq__hf   *h  = L->h;
     lq_status st = LQ_OK;
-    LQ_RETURN_IF(!merges || merges->type != LQ_JSON_ARRAY, LQ_ERR_FORMAT, "%s: model.merges is not an array",
-                 L->name);
+    LQ_RETURN_IF(!merges || merges->type != LQ_JSON_ARRAY, LQ_ERR_FORMAT, "%s: model.merges is not an array", L->name);
     LQ_TRY(lq__pairtab_init(&h->merges, merges->n));
     size_t cap     = 256;
     char  *scratch = lq_malloc(cap);
@@ -522,14 +536,13 @@ static lq_status load_merges(const loader *L, lq_tokenizer *t, const lq_json *me
     }
 done:
     lq_free(scratch);
-    (void)t;
     return st;
 }
 
 static lq_status load_model(const loader *L, lq_tokenizer *t, const lq_json *model, const lq_json *added) {
-    lq__hf     *h     = L->h;
-    lq_status   st    = LQ_OK;
-    const char *type  = jstr(model, "type");
+    lq__hf        *h     = L->h;
+    lq_status      st    = LQ_OK;
+    const char    *type  = jstr(model, "type");
     const lq_json *vocab = lq_json_get(model, "vocab"), *merges = lq_json_get(model, "merges");
     LQ_RETURN_IF(type && strcmp(type, "BPE") != 0, LQ_ERR_UNSUPPORTED,
                  "%s: model type \"%s\" is not supported (only BPE)", L->name, type);
@@ -559,11 +572,14 @@ static lq_status load_model(const loader *L, lq_tokenizer *t, const lq_json *mod
                      "%s: vocabulary entry %u has an empty or huge token", L->name, i);
         if ((int32_t)v > max_id) max_id = (int32_t)v;
     }
-    LQ_TRY(load_added(L, t, added, &max_id));
+    LQ_TRY(load_added(L, added, &max_id));
     LQ_RETURN_IF(max_id < 0, LQ_ERR_FORMAT, "%s: empty vocabulary", L->name);
-    const size_t n     = (size_t)max_id + 1;
-    const char **src   = lq_calloc(n, sizeof *src);
-    uint32_t    *lens  = lq_calloc(n, sizeof *lens);
+    /* ids are dense in real files; a lone huge id must not cost gigabytes */
+    LQ_RETURN_IF((uint64_t)max_id >= 2 * ((uint64_t)vocab->n + (uint64_t)h->n_added) + 65536, LQ_ERR_FORMAT,
+                 "%s: id %d is far beyond the %u tokens listed", L->name, max_id, vocab->n + (uint32_t)h->n_added);
+    const size_t n    = (size_t)max_id + 1;
+    const char **src  = lq_calloc(n, sizeof *src);
+    uint32_t    *lens = lq_calloc(n, sizeof *lens);
     LQ_GOTO_IF(!src || !lens, LQ_ERR_NOMEM, "out of memory (%zu ids)", n);
     for (uint32_t i = 0; i < vocab->n; i++) {
         uint64_t v;
@@ -588,9 +604,11 @@ static lq_status load_model(const loader *L, lq_tokenizer *t, const lq_json *mod
     }
     h->added_of = lq_malloc(n * sizeof *h->added_of);
     LQ_GOTO_IF(!h->added_of, LQ_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) h->added_of[i] = -1;
-    for (int32_t i = 0; i < h->n_added; i++) h->added_of[h->added[i].id] = i;
-    LQ_GOTO_TRY(load_merges(L, t, merges));
+    for (size_t i = 0; i < n; i++)
+        h->added_of[i] = -1;
+    for (int32_t i = 0; i < h->n_added; i++)
+        h->added_of[h->added[i].id] = i;
+    LQ_GOTO_TRY(load_merges(L, merges));
 
     h->unk_id       = -1;
     const char *unk = jstr(model, "unk_token");
@@ -614,7 +632,7 @@ lq_status lq__hf_load(lq_tokenizer *t, const uint8_t *data, size_t size, const c
     lq_json_error err;
     lq_status     st = lq_json_parse((const char *)data, size, NULL, &doc, &err);
     if (st != LQ_OK) {
-        LQ_LOG_ERR("%s: invalid JSON at byte %zu: %s", name, err.offset, err.msg);
+        LQ_LOG_ERR("%s: invalid JSON: %s", name, err.msg);
         return st;
     }
     lq__hf *h = lq_calloc(1, sizeof *h);
@@ -634,9 +652,14 @@ lq_status lq__hf_load(lq_tokenizer *t, const uint8_t *data, size_t size, const c
     for (int32_t i = 0; i < h->n_added; i++) {
         hf_added *a = &h->added[i];
         if (!a->normalized) continue;
-        lq__buf b = {0};
-        LQ_GOTO_TRY(normalize_str(h, a->content, a->len, &b));
-        if (!b.p) LQ_GOTO_TRY(lq__buf_put(&b, "", 0));
+        lq__buf b      = {0};
+        int64_t budget = (int64_t)1 << 24;
+        st             = normalize_str(h, a->content, a->len, &b, &budget);
+        if (st == LQ_OK && !b.p) st = lq__buf_put(&b, "", 0);
+        if (st != LQ_OK) {
+            lq__buf_free(&b);
+            goto done;
+        }
         a->norm     = b.p;
         a->norm_len = (uint32_t)b.n;
     }
@@ -664,7 +687,8 @@ void lq__hf_free(lq__hf *h) {
         free_pattern(&h->norm[i].pat);
         lq_free(h->norm[i].s);
     }
-    for (int i = 0; i < h->n_pre; i++) free_pattern(&h->pre[i].pat);
+    for (int i = 0; i < h->n_pre; i++)
+        free_pattern(&h->pre[i].pat);
     for (int i = 0; i < h->n_dec; i++) {
         lq_free(h->dec[i].a);
         lq_free(h->dec[i].b);
@@ -689,8 +713,8 @@ void lq__hf_apply_config(lq_tokenizer *t, const char *config_path) {
     lq_json_doc *doc = NULL;
     if (lq_json_parse(text, len, NULL, &doc, NULL) == LQ_OK && lq_json_root(doc)->type == LQ_JSON_OBJECT) {
         const char *c;
-        if (config_token(lq_json_root(doc), "bos_token", &c)) t->bos = token_id(t->hf, t, c);
-        if (config_token(lq_json_root(doc), "eos_token", &c)) t->eos = token_id(t->hf, t, c);
+        if (config_token(lq_json_root(doc), "bos_token", &c)) t->bos = token_id(t->hf, c);
+        if (config_token(lq_json_root(doc), "eos_token", &c)) t->eos = token_id(t->hf, c);
     } else {
         LQ_LOG_WARN("%s: not valid JSON; BOS/EOS taken from tokenizer.json", config_path);
     }
@@ -725,6 +749,7 @@ typedef struct {
     hf_match           *mt;
     size_t              mt_n, mt_cap;
     lq__bpe_work        w;
+    int64_t             budget; /* regex steps left for this encode call */
 } hf_enc;
 
 static lq_status split_push(hf_splits *v, hf_split s) {
@@ -779,8 +804,8 @@ static lq_status find_matches(hf_enc *E, const hf_pattern *p, const char *s, siz
     while (from <= n) {
         size_t ms, me;
         if (p->re) {
-            const int r = lq__regex_find(p->re, s, n, from, &ms, &me);
-            LQ_RETURN_IF(r < 0, LQ_ERR_UNSUPPORTED, "regex backtracking limit exceeded");
+            const int r = lq__regex_find(p->re, s, n, from, &ms, &me, &E->budget);
+            LQ_RETURN_IF(r < 0, LQ_ERR_UNSUPPORTED, "regex backtracking limit exceeded (hostile pattern?)");
             if (r == 0) break;
             if (ms == me && ms == last_end) {
                 if (ms >= n) break;
@@ -796,7 +821,7 @@ static lq_status find_matches(hf_enc *E, const hf_pattern *p, const char *s, siz
         if (prev != ms) LQ_TRY(match_push(E, (uint32_t)prev, (uint32_t)ms, false));
         LQ_TRY(match_push(E, (uint32_t)ms, (uint32_t)me, true));
         prev = last_end = me;
-        from = me;
+        from            = me;
     }
     if (prev != n) LQ_TRY(match_push(E, (uint32_t)prev, (uint32_t)n, false));
     return LQ_OK;
@@ -807,26 +832,34 @@ static lq_status split_by(hf_enc *E, const hf_split *parent, uint8_t behavior, b
     hf_match *m = E->mt;
     size_t    n = E->mt_n, k = 0;
     if (invert)
-        for (size_t i = 0; i < n; i++) m[i].m = !m[i].m;
+        for (size_t i = 0; i < n; i++)
+            m[i].m = !m[i].m;
     bool prev_match = false;
     switch (behavior) {
     case BEH_ISOLATED:
-        for (size_t i = 0; i < n; i++) m[i].m = 0; /* keep all */
+        for (size_t i = 0; i < n; i++)
+            m[i].m = 0; /* keep all */
         k = n;
         break;
-    case BEH_REMOVED: k = n; break;
+    case BEH_REMOVED:
+        k = n;
+        break;
     case BEH_CONTIGUOUS:
         for (size_t i = 0; i < n; i++) {
-            if (m[i].m == prev_match && k > 0) m[k - 1].e = m[i].e;
-            else m[k++] = (hf_match){.s = m[i].s, .e = m[i].e, .m = 0};
+            if (m[i].m == prev_match && k > 0)
+                m[k - 1].e = m[i].e;
+            else
+                m[k++] = (hf_match){.s = m[i].s, .e = m[i].e, .m = 0};
             prev_match = m[i].m;
         }
         break;
     case BEH_MERGED_PREV:
         for (size_t i = 0; i < n; i++) {
             const bool is = m[i].m;
-            if (is && !prev_match && k > 0) m[k - 1].e = m[i].e;
-            else m[k++] = (hf_match){.s = m[i].s, .e = m[i].e, .m = 0};
+            if (is && !prev_match && k > 0)
+                m[k - 1].e = m[i].e;
+            else
+                m[k++] = (hf_match){.s = m[i].s, .e = m[i].e, .m = 0};
             prev_match = is;
         }
         break;
@@ -836,8 +869,10 @@ static lq_status split_by(hf_enc *E, const hf_split *parent, uint8_t behavior, b
         size_t w = n;
         for (size_t i = n; i-- > 0;) {
             const bool is = m[i].m;
-            if (is && !prev_match && w < n) m[w].s = m[i].s;
-            else m[--w] = (hf_match){.s = m[i].s, .e = m[i].e, .m = 0};
+            if (is && !prev_match && w < n)
+                m[w].s = m[i].s;
+            else
+                m[--w] = (hf_match){.s = m[i].s, .e = m[i].e, .m = 0};
             prev_match = is;
         }
         memmove(m, m + w, (n - w) * sizeof *m);
@@ -847,21 +882,24 @@ static lq_status split_by(hf_enc *E, const hf_split *parent, uint8_t behavior, b
     }
     for (size_t i = 0; i < k; i++) {
         if (m[i].m) continue; /* removed */
-        LQ_TRY(split_push(&E->nxt, (hf_split){.off = parent->off + m[i].s, .len = m[i].e - m[i].s, .tok = -1,
-                                                .at_start = parent->at_start && m[i].s == 0}));
+        LQ_TRY(split_push(&E->nxt, (hf_split){.off      = parent->off + m[i].s,
+                                              .len      = m[i].e - m[i].s,
+                                              .tok      = -1,
+                                              .at_start = parent->at_start && m[i].s == 0}));
     }
     return LQ_OK;
 }
 
 static bool is_word_char(uint32_t cp) { /* Rust regex \w */
     const int g = lq__uni_category(cp);
-    return (g >= LQ__GC_LU && g <= LQ__GC_ME) || g == LQ__GC_ND || g == LQ__GC_NL || g == LQ__GC_PC ||
-           cp == 0x200C || cp == 0x200D;
+    return (g >= LQ__GC_LU && g <= LQ__GC_ME) || g == LQ__GC_ND || g == LQ__GC_NL || g == LQ__GC_PC || cp == 0x200C ||
+           cp == 0x200D;
 }
 
 static uint32_t last_char(const char *s, size_t n, size_t *start) {
     size_t i = n;
-    while (i > 0 && ((uint8_t)s[i - 1] & 0xC0) == 0x80 && n - i < 3) i--;
+    while (i > 0 && ((uint8_t)s[i - 1] & 0xC0) == 0x80 && n - i < 3)
+        i--;
     if (i > 0) i--;
     uint32_t cp = 0xFFFD;
     if (lq__utf8_next((const uint8_t *)s + i, n - i, &cp) <= 0) cp = 0xFFFD;
@@ -894,19 +932,20 @@ static lq_status extract_added(hf_enc *E, const hf_split *parent, const hf_match
             }
         }
         if (hit < 0) break;
-        cur                 = me;
-        const hf_added *a   = &h->added[hit];
-        size_t          st  = ms, en = me;
+        cur                = me;
+        const hf_added *a  = &h->added[hit];
+        size_t          st = ms, en = me;
         if (a->single_word) {
-            uint32_t cp;
+            uint32_t   cp;
             const bool start_space = ms == 0 || !is_word_char(last_char(s, ms, NULL));
-            const bool stop_space  = me == n || lq__utf8_next((const uint8_t *)s + me, n - me, &cp) <= 0 ||
-                                    !is_word_char(cp);
+            const bool stop_space =
+                me == n || lq__utf8_next((const uint8_t *)s + me, n - me, &cp) <= 0 || !is_word_char(cp);
             if (!start_space || !stop_space) continue;
         }
         if (a->lstrip) {
             size_t ns = ms, cs;
-            while (ns > 0 && lq__uni_is_space(last_char(s, ns, &cs))) ns = cs;
+            while (ns > 0 && lq__uni_is_space(last_char(s, ns, &cs)))
+                ns = cs;
             st = LQ_MAX(ns, start_offset);
         }
         if (a->rstrip) {
@@ -916,30 +955,34 @@ static lq_status extract_added(hf_enc *E, const hf_split *parent, const hf_match
                 en += (size_t)l;
         }
         if (start_offset < st)
-            LQ_TRY(split_push(&E->nxt, (hf_split){.off = parent->off + (uint32_t)start_offset,
-                                                    .len = (uint32_t)(st - start_offset), .tok = -1,
-                                                    .at_start = parent->at_start && start_offset == 0}));
-        LQ_TRY(split_push(&E->nxt, (hf_split){.off = parent->off + (uint32_t)st, .len = (uint32_t)(en - st),
-                                                .tok = a->id, .at_start = parent->at_start && st == 0}));
+            LQ_TRY(split_push(&E->nxt, (hf_split){.off      = parent->off + (uint32_t)start_offset,
+                                                  .len      = (uint32_t)(st - start_offset),
+                                                  .tok      = -1,
+                                                  .at_start = parent->at_start && start_offset == 0}));
+        LQ_TRY(split_push(&E->nxt, (hf_split){.off      = parent->off + (uint32_t)st,
+                                              .len      = (uint32_t)(en - st),
+                                              .tok      = a->id,
+                                              .at_start = parent->at_start && st == 0}));
         start_offset = en;
     }
     if (start_offset < n)
-        LQ_TRY(split_push(&E->nxt, (hf_split){.off = parent->off + (uint32_t)start_offset,
-                                                .len = (uint32_t)(n - start_offset), .tok = -1,
-                                                .at_start = parent->at_start && start_offset == 0}));
+        LQ_TRY(split_push(&E->nxt, (hf_split){.off      = parent->off + (uint32_t)start_offset,
+                                              .len      = (uint32_t)(n - start_offset),
+                                              .tok      = -1,
+                                              .at_start = parent->at_start && start_offset == 0}));
     return LQ_OK;
 }
 
 /* replace every match of p in s by `with`, into out */
 static lq_status replace_all(const hf_pattern *p, const char *s, size_t n, const char *with, size_t with_n,
-                             lq__buf *out) {
+                             lq__buf *out, int64_t *budget) {
     size_t from = 0, prev = 0, last_end = SIZE_MAX;
     LQ_TRY(lq__buf_reserve(out, n));
     while (from <= n) {
         size_t ms, me;
         if (p->re) {
-            const int r = lq__regex_find(p->re, s, n, from, &ms, &me);
-            LQ_RETURN_IF(r < 0, LQ_ERR_UNSUPPORTED, "regex backtracking limit exceeded");
+            const int r = lq__regex_find(p->re, s, n, from, &ms, &me, budget);
+            LQ_RETURN_IF(r < 0, LQ_ERR_UNSUPPORTED, "regex backtracking limit exceeded (hostile pattern?)");
             if (r == 0) break;
             if (ms == me && ms == last_end) {
                 if (ms >= n) break;
@@ -960,9 +1003,9 @@ static lq_status replace_all(const hf_pattern *p, const char *s, size_t n, const
 }
 
 /* the normalizer chain on one string, into out */
-static lq_status normalize_str(const lq__hf *h, const char *s, size_t n, lq__buf *out) {
-    lq__buf   a = {0}, b = {0};
-    lq_status st = LQ_OK;
+static lq_status normalize_str(const lq__hf *h, const char *s, size_t n, lq__buf *out, int64_t *budget) {
+    lq__buf     a = {0}, b = {0};
+    lq_status   st = LQ_OK;
     const char *cs = s;
     size_t      cn = n;
     for (int i = 0; i < h->n_norm; i++) {
@@ -973,8 +1016,12 @@ static lq_status normalize_str(const lq__hf *h, const char *s, size_t n, lq__buf
             if (cn) LQ_GOTO_TRY(lq__buf_put(&b, nm->s, nm->s_len));
             LQ_GOTO_TRY(lq__buf_put(&b, cs, cn));
             break;
-        case NM_REPLACE: LQ_GOTO_TRY(replace_all(&nm->pat, cs, cn, nm->s, nm->s_len, &b)); break;
-        case NM_NFC: LQ_GOTO_TRY(lq__nfc(cs, cn, &b)); break;
+        case NM_REPLACE:
+            LQ_GOTO_TRY(replace_all(&nm->pat, cs, cn, nm->s, nm->s_len, &b, budget));
+            break;
+        case NM_NFC:
+            LQ_GOTO_TRY(lq__nfc(cs, cn, &b));
+            break;
         case NM_STRIP: {
             size_t   lo = 0, hi = cn, cstart;
             uint32_t cp;
@@ -982,7 +1029,8 @@ static lq_status normalize_str(const lq__hf *h, const char *s, size_t n, lq__buf
             while (nm->left && lo < hi && (l = lq__utf8_next((const uint8_t *)cs + lo, hi - lo, &cp)) > 0 &&
                    lq__uni_is_space(cp))
                 lo += (size_t)l;
-            while (nm->right && hi > lo && lq__uni_is_space(last_char(cs + lo, hi - lo, &cstart))) hi = lo + cstart;
+            while (nm->right && hi > lo && lq__uni_is_space(last_char(cs + lo, hi - lo, &cstart)))
+                hi = lo + cstart;
             LQ_GOTO_TRY(lq__buf_put(&b, cs + lo, hi - lo));
             break;
         }
@@ -1016,14 +1064,16 @@ static lq_status pretokenize(hf_enc *E, const hf_pre *p) {
         } else if (p->type == PRE_METASPACE) {
             E->tmp.n = 0;
             LQ_TRY(lq__buf_reserve(&E->tmp, (size_t)sp.len * 3 + 4));
-            const char *s = E->arena.p + sp.off;
-            bool starts = sp.len > 0 && s[0] == ' ';
+            const char *s      = E->arena.p + sp.off;
+            bool        starts = sp.len > 0 && s[0] == ' ';
             if (!starts && sp.len >= p->repl_len && memcmp(s, p->repl, p->repl_len) == 0) starts = true;
             if (!starts && (p->scheme == SCHEME_ALWAYS || (p->scheme == SCHEME_FIRST && sp.at_start)))
                 LQ_TRY(lq__buf_put(&E->tmp, p->repl, p->repl_len));
             for (uint32_t k = 0; k < sp.len; k++) {
-                if (s[k] == ' ') LQ_TRY(lq__buf_put(&E->tmp, p->repl, p->repl_len));
-                else LQ_TRY(lq__buf_put(&E->tmp, s + k, 1));
+                if (s[k] == ' ')
+                    LQ_TRY(lq__buf_put(&E->tmp, p->repl, p->repl_len));
+                else
+                    LQ_TRY(lq__buf_put(&E->tmp, s + k, 1));
             }
             hf_split ns = {.tok = -1, .at_start = sp.at_start, .len = (uint32_t)E->tmp.n};
             LQ_TRY(arena_put(E, E->tmp.p, E->tmp.n, &ns.off));
@@ -1060,7 +1110,7 @@ static lq_status pretokenize(hf_enc *E, const hf_pre *p) {
                     E->tmp.n += lq__utf8_put(h->byte_char[(uint8_t)E->arena.p[q->off + j]], E->tmp.p + E->tmp.n);
                 uint32_t off;
                 LQ_TRY(arena_put(E, E->tmp.p, E->tmp.n, &off));
-                q = &E->nxt.v[k];
+                q      = &E->nxt.v[k];
                 q->off = off;
                 q->len = (uint32_t)E->tmp.n;
             }
@@ -1096,11 +1146,11 @@ static lq_status bpe_word(hf_enc *E, const char *s, size_t n, lq__ivec *out) {
     lq__bpe_sym *sym = E->w.sym;
     int32_t      k = 0, unk_len = 0;
     bool         unk = false;
-#define HF_ADD(idv, l)                                                                                                \
-    do {                                                                                                              \
-        sym[k] = (lq__bpe_sym){.id = (idv), .prev = k - 1, .next = -1, .len = (uint32_t)(l)};                        \
-        if (k > 0) sym[k - 1].next = k;                                                                               \
-        k++;                                                                                                          \
+#define HF_ADD(idv, l)                                                                                                 \
+    do {                                                                                                               \
+        sym[k] = (lq__bpe_sym){.id = (idv), .prev = k - 1, .next = -1, .len = (uint32_t)(l)};                          \
+        if (k > 0) sym[k - 1].next = k;                                                                                \
+        k++;                                                                                                           \
     } while (0)
     for (size_t i = 0; i < n;) {
         const size_t  e  = next_char(s, n, i);
@@ -1113,9 +1163,11 @@ static lq_status bpe_word(hf_enc *E, const char *s, size_t n, lq__ivec *out) {
             HF_ADD(id, e - i);
         } else {
             bool all = h->byte_fallback;
-            for (size_t j = i; all && j < e; j++) all = h->byte_tok[(uint8_t)s[j]] >= 0;
+            for (size_t j = i; all && j < e; j++)
+                all = h->byte_tok[(uint8_t)s[j]] >= 0;
             if (all) { /* a pending <unk> stays pending, as in model.rs */
-                for (size_t j = i; j < e; j++) HF_ADD(h->byte_tok[(uint8_t)s[j]], 1);
+                for (size_t j = i; j < e; j++)
+                    HF_ADD(h->byte_tok[(uint8_t)s[j]], 1);
             } else if (h->unk_id >= 0) {
                 if (unk && h->fuse_unk) {
                     unk_len += (int32_t)(e - i);
@@ -1132,15 +1184,17 @@ static lq_status bpe_word(hf_enc *E, const char *s, size_t n, lq__ivec *out) {
 #undef HF_ADD
     if (k == 0) return LQ_OK;
     LQ_TRY(lq__bpe_merge(&E->w, k, hf_pair, (void *)(uintptr_t)h));
-    for (int32_t i = 0; i >= 0; i = E->w.sym[i].next) LQ_TRY(lq__ivec_push(out, E->w.sym[i].id));
+    for (int32_t i = 0; i >= 0; i = E->w.sym[i].next)
+        LQ_TRY(lq__ivec_push(out, E->w.sym[i].id));
     return LQ_OK;
 }
 
 lq_status lq__hf_encode(const lq_tokenizer *t, const char *text, size_t len, lq__ivec *out) {
-    const lq__hf *h  = t->hf;
-    hf_enc        E  = {.t = t, .h = h};
-    lq_status     st = LQ_OK;
-    uint32_t      off;
+    const lq__hf *h = t->hf;
+    /* real pre-split patterns take a few dozen steps per character */
+    hf_enc    E  = {.t = t, .h = h, .budget = ((int64_t)1 << 22) + 256 * (int64_t)len};
+    lq_status st = LQ_OK;
+    uint32_t  off;
     LQ_GOTO_TRY(lq__utf8_sanitize(text, len, &E.tmp));
     LQ_GOTO_TRY(arena_put(&E, E.tmp.p ? E.tmp.p : "", E.tmp.n, &off));
     const hf_split whole = {.off = off, .len = (uint32_t)E.tmp.n, .tok = -1, .at_start = 1};
@@ -1161,7 +1215,7 @@ lq_status lq__hf_encode(const lq_tokenizer *t, const char *text, size_t len, lq_
         }
         if (h->n_norm) {
             E.tmp2.n = 0;
-            LQ_GOTO_TRY(normalize_str(h, E.arena.p + sp.off, sp.len, &E.tmp2));
+            LQ_GOTO_TRY(normalize_str(h, E.arena.p + sp.off, sp.len, &E.tmp2, &E.budget));
             sp.len = (uint32_t)E.tmp2.n;
             LQ_GOTO_TRY(arena_put(&E, E.tmp2.p ? E.tmp2.p : "", E.tmp2.n, &sp.off));
         }
@@ -1173,12 +1227,15 @@ lq_status lq__hf_encode(const lq_tokenizer *t, const char *text, size_t len, lq_
         E.nxt              = t1;
     }
     /* 3. pre-tokenizers */
-    for (int i = 0; i < h->n_pre; i++) LQ_GOTO_TRY(pretokenize(&E, &h->pre[i]));
+    for (int i = 0; i < h->n_pre; i++)
+        LQ_GOTO_TRY(pretokenize(&E, &h->pre[i]));
     /* 4. the model */
     for (size_t i = 0; i < E.cur.n; i++) {
         const hf_split *sp = &E.cur.v[i];
-        if (sp->tok >= 0) LQ_GOTO_TRY(lq__ivec_push(out, sp->tok));
-        else LQ_GOTO_TRY(bpe_word(&E, E.arena.p + sp->off, sp->len, out));
+        if (sp->tok >= 0)
+            LQ_GOTO_TRY(lq__ivec_push(out, sp->tok));
+        else
+            LQ_GOTO_TRY(bpe_word(&E, E.arena.p + sp->off, sp->len, out));
     }
 done:
     lq__buf_free(&E.arena);
@@ -1200,8 +1257,8 @@ int lq__hf_decode(const lq_tokenizer *t, int32_t prev, int32_t id, char *buf, si
     /* the first piece: at the start or after BOS (tokenizers decodes a whole
      * sequence with special tokens skipped; this is its per-piece reading) */
     const bool first = prev < 0 || prev >= t->n_vocab || prev == t->bos;
-    lq__buf a = {0}, b = {0};
-    int     ret = -1;
+    lq__buf    a = {0}, b = {0};
+    int        ret = -1;
     if (ai >= 0 ? lq__buf_put(&a, h->added[ai].content, h->added[ai].len) != LQ_OK
                 : lq__buf_put(&a, t->piece[id], t->piece_len[id]) != LQ_OK)
         goto out;
@@ -1253,8 +1310,8 @@ int lq__hf_decode(const lq_tokenizer *t, int32_t prev, int32_t id, char *buf, si
             bool ok = n == 6 && memcmp(cur, "<0x", 3) == 0 && cur[5] == '>';
             for (int k = 3; ok && k < 5; k++) {
                 const char c = cur[k];
-                ok = (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
-                v  = v * 16 + (c <= '9' ? c - '0' : (c | 32) - 'a' + 10);
+                ok           = (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
+                v            = v * 16 + (c <= '9' ? c - '0' : (c | 32) - 'a' + 10);
             }
             const char c = (char)v;
             st           = ok ? lq__buf_put(&b, &c, 1) : lq__buf_put(&b, cur, n);
@@ -1271,9 +1328,11 @@ int lq__hf_decode(const lq_tokenizer *t, int32_t prev, int32_t id, char *buf, si
             const size_t cl = lq__utf8_put(d->content, c);
             size_t       lo = 0, hi = n;
             if (!fused || first)
-                for (int32_t k = 0; k < d->start && lo + cl <= hi && memcmp(cur + lo, c, cl) == 0; k++) lo += cl;
+                for (int32_t k = 0; k < d->start && lo + cl <= hi && memcmp(cur + lo, c, cl) == 0; k++)
+                    lo += cl;
             if (!fused)
-                for (int32_t k = 0; k < d->stop && hi >= lo + cl && memcmp(cur + hi - cl, c, cl) == 0; k++) hi -= cl;
+                for (int32_t k = 0; k < d->stop && hi >= lo + cl && memcmp(cur + hi - cl, c, cl) == 0; k++)
+                    hi -= cl;
             st = lq__buf_put(&b, cur + lo, hi - lo);
             break;
         }

@@ -15,9 +15,9 @@
 #include "lq_tokenizer.h"
 
 /* hostile-input limits */
-#define LQ__TOK_MAX_VOCAB     (1 << 24) /* pieces                          */
-#define LQ__TOK_MAX_PIECE_LEN (1 << 16) /* bytes per piece                  */
-#define LQ__TOK_MAX_TEXT      ((size_t)INT32_MAX / 4) /* bytes per encode call */
+#define LQ__TOK_MAX_VOCAB (1 << 24)              /* pieces                          */
+#define LQ__TOK_MAX_PIECE_LEN (1 << 16)          /* bytes per piece                  */
+#define LQ__TOK_MAX_TEXT ((size_t)INT32_MAX / 4) /* bytes per encode call */
 
 /* ==== growable int32 vector ==== */
 typedef struct {
@@ -44,14 +44,20 @@ typedef struct {
     int32_t     val;
 } lq__strtab_ent;
 typedef struct {
-    lq__strtab_ent *ent;   /* open addressing, len == UINT32_MAX marks empty */
-    size_t          mask;  /* capacity - 1 (power of two)                    */
+    lq__strtab_ent *ent;  /* open addressing, len == UINT32_MAX marks empty */
+    size_t          mask; /* capacity - 1 (power of two)                    */
     size_t          n;
 } lq__strtab;
 lq_status lq__strtab_init(lq__strtab *t, size_t expected);
 void      lq__strtab_free(lq__strtab *t);
 /* value or -1 */
 int32_t lq__strtab_get(const lq__strtab *t, const char *s, size_t len);
+/* the same with the key's hash computed incrementally by the caller:
+ * h = lq__hash_init(); per byte h = lq__hash_step(h, b); lookup with lq__hash_final(h) */
+int32_t                lq__strtab_get_hashed(const lq__strtab *t, const char *s, size_t len, uint32_t hash);
+static inline uint64_t lq__hash_init(void) { return 0xcbf29ce484222325ULL; }
+static inline uint64_t lq__hash_step(uint64_t h, uint8_t b) { return (h ^ b) * 0x100000001b3ULL; }
+uint32_t               lq__hash_final(uint64_t h);
 /* inserts; if the key exists, leaves it and returns its value in *old (else *old = -1) */
 void lq__strtab_put(lq__strtab *t, const char *s, size_t len, int32_t val, int32_t *old);
 
@@ -75,10 +81,10 @@ void lq__pairtab_set(lq__pairtab *t, uint32_t x, uint32_t y, int32_t a, int32_t 
  * are skipped). This is SentencePiece's bpe_model.cc agenda, tokenizers'
  * word.rs queue and, for llama2.c, equivalent to its rescan loop. */
 typedef struct {
-    int32_t  id;        /* current token id (-1: none yet)                 */
+    int32_t  id; /* current token id (-1: none yet)                 */
     int32_t  prev, next;
-    uint32_t off, len;  /* span in the caller's text; len 0 = merged away   */
-    uint8_t  frozen;    /* never merged (SentencePiece user-defined pieces) */
+    uint32_t off, len; /* span in the caller's text; len 0 = merged away   */
+    uint8_t  frozen;   /* never merged (SentencePiece user-defined pieces) */
 } lq__bpe_sym;
 /* priority of merging a with b (higher merges first) and the resulting id;
  * false if the pair does not merge. is_push: the engine is queueing the pair
@@ -111,24 +117,51 @@ lq_status lq__utf8_sanitize(const char *s, size_t n, lq__buf *out);
 
 /* ==== Unicode tables (unicode_tables.c, generated) ==== */
 typedef enum {
-    LQ__GC_CN = 0, LQ__GC_LU, LQ__GC_LL, LQ__GC_LT, LQ__GC_LM, LQ__GC_LO, LQ__GC_MN, LQ__GC_MC, LQ__GC_ME,
-    LQ__GC_ND, LQ__GC_NL, LQ__GC_NO, LQ__GC_PC, LQ__GC_PD, LQ__GC_PS, LQ__GC_PE, LQ__GC_PI, LQ__GC_PF,
-    LQ__GC_PO, LQ__GC_SM, LQ__GC_SC, LQ__GC_SK, LQ__GC_SO, LQ__GC_ZS, LQ__GC_ZL, LQ__GC_ZP, LQ__GC_CC,
-    LQ__GC_CF, LQ__GC_CS, LQ__GC_CO, LQ__GC_COUNT
+    LQ__GC_CN = 0,
+    LQ__GC_LU,
+    LQ__GC_LL,
+    LQ__GC_LT,
+    LQ__GC_LM,
+    LQ__GC_LO,
+    LQ__GC_MN,
+    LQ__GC_MC,
+    LQ__GC_ME,
+    LQ__GC_ND,
+    LQ__GC_NL,
+    LQ__GC_NO,
+    LQ__GC_PC,
+    LQ__GC_PD,
+    LQ__GC_PS,
+    LQ__GC_PE,
+    LQ__GC_PI,
+    LQ__GC_PF,
+    LQ__GC_PO,
+    LQ__GC_SM,
+    LQ__GC_SC,
+    LQ__GC_SK,
+    LQ__GC_SO,
+    LQ__GC_ZS,
+    LQ__GC_ZL,
+    LQ__GC_ZP,
+    LQ__GC_CC,
+    LQ__GC_CF,
+    LQ__GC_CS,
+    LQ__GC_CO,
+    LQ__GC_COUNT
 } lq__uni_gc;
 extern const char     lq__unicode_version[];
-extern const uint32_t lq__uni_gc_runs[];    /* (first cp << 5) | lq__uni_gc     */
+extern const uint32_t lq__uni_gc_runs[]; /* (first cp << 5) | lq__uni_gc     */
 extern const size_t   lq__uni_gc_runs_n;
-extern const uint32_t lq__uni_ccc_runs[];   /* (first cp << 8) | combining class */
+extern const uint32_t lq__uni_ccc_runs[]; /* (first cp << 8) | combining class */
 extern const size_t   lq__uni_ccc_runs_n;
-extern const uint32_t lq__uni_space[][2];   /* [lo, hi] of \s                   */
+extern const uint32_t lq__uni_space[][2]; /* [lo, hi] of \s                   */
 extern const size_t   lq__uni_space_n;
-extern const uint32_t lq__uni_decomp[][3];  /* {cp, first, second (0: none)}    */
+extern const uint32_t lq__uni_decomp[][3]; /* {cp, first, second (0: none)}    */
 extern const size_t   lq__uni_decomp_n;
-extern const uint32_t lq__uni_comp[][3];    /* {first, second, composite}       */
+extern const uint32_t lq__uni_comp[][3]; /* {first, second, composite}       */
 extern const size_t   lq__uni_comp_n;
-int  lq__uni_category(uint32_t cp); /* lq__uni_gc */
-bool lq__uni_is_space(uint32_t cp);
+int                   lq__uni_category(uint32_t cp); /* lq__uni_gc */
+bool                  lq__uni_is_space(uint32_t cp);
 
 /* NFC (tokenizer_regex.c, tables in unicode_tables.c); appends to out */
 lq_status lq__nfc(const char *s, size_t n, lq__buf *out);
@@ -143,11 +176,12 @@ lq_status lq__nfc(const char *s, size_t n, lq__buf *out);
  * change token ids. Matching is leftmost, alternatives in order, with
  * backtracking (Oniguruma / PCRE semantics); code points, not bytes. */
 typedef struct lq__regex lq__regex;
-lq_status lq__regex_compile(const char *pattern, size_t len, lq__regex **out);
-void      lq__regex_free(lq__regex *re);
+lq_status                lq__regex_compile(const char *pattern, size_t len, lq__regex **out);
+void                     lq__regex_free(lq__regex *re);
 /* the first match at or after `from`: 1 with [*start, *end), 0 if none,
- * -1 if the backtracking budget ran out (hostile pattern) */
-int lq__regex_find(const lq__regex *re, const char *s, size_t n, size_t from, size_t *start, size_t *end);
+ * -1 if *budget (matcher steps, decremented) ran out: a hostile pattern */
+int               lq__regex_find(const lq__regex *re, const char *s, size_t n, size_t from, size_t *start, size_t *end,
+                                 int64_t *budget);
 extern const char lq__gpt2_pattern[];
 
 /* ==== per-kind back ends ==== */

@@ -141,11 +141,11 @@ lq_status lq__l2c_encode(const lq_tokenizer *t, const char *text, size_t len, lq
     c.scratch = lq_malloc((size_t)l->max_len * 2 + 1);
     LQ_GOTO_IF(!c.scratch, LQ_ERR_NOMEM, "out of memory");
     int32_t n = 0;
-#define L2C_ADD(tok)                                                                                                  \
-    do {                                                                                                              \
-        w.sym[n] = (lq__bpe_sym){.id = (tok), .prev = n - 1, .next = -1, .off = 0, .len = 1};                        \
-        if (n > 0) w.sym[n - 1].next = n;                                                                             \
-        n++;                                                                                                          \
+#define L2C_ADD(tok)                                                                                                   \
+    do {                                                                                                               \
+        w.sym[n] = (lq__bpe_sym){.id = (tok), .prev = n - 1, .next = -1, .off = 0, .len = 1};                          \
+        if (n > 0) w.sym[n - 1].next = n;                                                                              \
+        n++;                                                                                                           \
     } while (0)
     if (l->space_id >= 0) L2C_ADD(l->space_id);
     const uint8_t *u = (const uint8_t *)text;
@@ -153,18 +153,21 @@ lq_status lq__l2c_encode(const lq_tokenizer *t, const char *text, size_t len, lq
         /* run.c: a byte that is not a continuation starts a code point; at
          * most 4 bytes are gathered; a stray continuation byte starts one too */
         size_t g = 1;
-        while (i + g < len && (u[i + g] & 0xC0) == 0x80 && g < 4) g++;
+        while (i + g < len && (u[i + g] & 0xC0) == 0x80 && g < 4)
+            g++;
         const int32_t id = lq__strtab_get(&l->index, text + i, g);
         if (id >= 0) {
             L2C_ADD(id);
         } else {
-            for (size_t k = 0; k < g; k++) L2C_ADD(u[i + k] + 3 < t->n_vocab ? (int32_t)u[i + k] + 3 : 0);
+            for (size_t k = 0; k < g; k++)
+                L2C_ADD(u[i + k] + 3 < t->n_vocab ? (int32_t)u[i + k] + 3 : 0);
         }
         i += g;
     }
 #undef L2C_ADD
     LQ_GOTO_TRY(lq__bpe_merge(&w, n, l2c_pair, &c));
-    for (int32_t i = 0; i >= 0 && n > 0; i = w.sym[i].next) LQ_GOTO_TRY(lq__ivec_push(out, w.sym[i].id));
+    for (int32_t i = 0; i >= 0 && n > 0; i = w.sym[i].next)
+        LQ_GOTO_TRY(lq__ivec_push(out, w.sym[i].id));
 done:
     lq__bpe_work_free(&w);
     lq_free(c.scratch);

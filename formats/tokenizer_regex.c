@@ -9,9 +9,9 @@
  * onto ASCII letters). It works on code points of valid UTF-8. The grammar
  * is deliberately small (see tokenizer_internal.h) and anything outside it
  * is refused at compile time. Quantifiers apply to single characters and
- * classes (iterated, so recursion depth depends only on the pattern) or, with
- * at most one repetition, to groups; a step budget per search bounds the
- * backtracking of hostile patterns.
+ * classes (iterated, so recursion depth depends only on the pattern, at most
+ * RE_MAX_NODES) or, with at most one repetition, to groups; the caller's step
+ * budget bounds the backtracking of hostile patterns.
  *
  * NFC: canonical decomposition (tables + Hangul arithmetic), canonical
  * ordering by combining class, then canonical composition, with the tables
@@ -20,28 +20,28 @@
 
 #include <string.h>
 
-#define RE_MAX_PATTERN 8192
-#define RE_MAX_DEPTH   32
-#define RE_MAX_STEPS   (1L << 26) /* per lq__regex_find call */
+#define RE_MAX_PATTERN 4096
+#define RE_MAX_NODES 1024 /* bounds the matcher's recursion depth */
+#define RE_MAX_DEPTH 32
 
 enum { N_CHAR, N_CLASS, N_ANY, N_GROUP, N_LOOK };
 enum { CI_RANGE, CI_GC, CI_SPACE };
 
 typedef struct {
     uint8_t  type;
-    uint8_t  icase; /* N_CHAR: fold ASCII letters        */
-    uint8_t  neg;   /* N_LOOK: (?!...)                    */
+    uint8_t  icase;    /* N_CHAR: fold ASCII letters        */
+    uint8_t  neg;      /* N_LOOK: (?!...)                    */
     int32_t  min, max; /* quantifier; max < 0: unbounded  */
-    uint32_t cp;    /* N_CHAR                             */
-    int32_t  ref;   /* N_CLASS: class; N_GROUP/N_LOOK: alt */
-    int32_t  next;  /* next node of the sequence, -1: end */
+    uint32_t cp;       /* N_CHAR                             */
+    int32_t  ref;      /* N_CLASS: class; N_GROUP/N_LOOK: alt */
+    int32_t  next;     /* next node of the sequence, -1: end */
 } re_node;
 
 typedef struct {
     uint8_t  kind;
-    uint8_t  neg;   /* CI_GC / CI_SPACE: \P{..} or \S     */
+    uint8_t  neg; /* CI_GC / CI_SPACE: \P{..} or \S     */
     uint32_t lo, hi;
-    uint32_t mask;  /* CI_GC: bit per lq__uni_gc          */
+    uint32_t mask; /* CI_GC: bit per lq__uni_gc          */
 } re_item;
 
 typedef struct {
@@ -73,17 +73,17 @@ typedef struct {
     const char *p, *end, *start;
 } re_parser;
 
-#define GROW(re, arr, n, cap)                                                                                         \
-    do {                                                                                                              \
-        if ((re)->n == (re)->cap) {                                                                                   \
-            const int32_t nc = (re)->cap ? (re)->cap * 2 : 16;                                                        \
-            void         *np = lq_malloc((size_t)nc * sizeof *(re)->arr);                                             \
-            LQ_RETURN_IF(!np, LQ_ERR_NOMEM, "out of memory (regex)");                                                 \
-            if ((re)->n) memcpy(np, (re)->arr, (size_t)(re)->n * sizeof *(re)->arr);                                  \
-            lq_free((re)->arr);                                                                                       \
-            (re)->arr = np;                                                                                           \
-            (re)->cap = nc;                                                                                           \
-        }                                                                                                             \
+#define GROW(re, arr, n, cap)                                                                                          \
+    do {                                                                                                               \
+        if ((re)->n == (re)->cap) {                                                                                    \
+            const int32_t nc = (re)->cap ? (re)->cap * 2 : 16;                                                         \
+            void         *np = lq_malloc((size_t)nc * sizeof *(re)->arr);                                              \
+            LQ_RETURN_IF(!np, LQ_ERR_NOMEM, "out of memory (regex)");                                                  \
+            if ((re)->n) memcpy(np, (re)->arr, (size_t)(re)->n * sizeof *(re)->arr);                                   \
+            lq_free((re)->arr);                                                                                        \
+            (re)->arr = np;                                                                                            \
+            (re)->cap = nc;                                                                                            \
+        }                                                                                                              \
     } while (0)
 
 static lq_status refuse(const re_parser *ps, const char *what) {
@@ -94,10 +94,11 @@ static lq_status refuse(const re_parser *ps, const char *what) {
 }
 
 static lq_status new_node(lq__regex *re, re_node n, int32_t *idx) {
+    LQ_RETURN_IF(re->n_node >= RE_MAX_NODES, LQ_ERR_UNSUPPORTED, "regex with more than %d atoms", RE_MAX_NODES);
     GROW(re, node, n_node, cap_node);
-    n.next             = -1;
+    n.next               = -1;
     re->node[re->n_node] = n;
-    *idx               = re->n_node++;
+    *idx                 = re->n_node++;
     return LQ_OK;
 }
 
@@ -116,18 +117,46 @@ static bool gc_mask(const char *name, size_t n, uint32_t *mask) {
         uint32_t    mask;
     } tab[] = {
 #define B(x) (1u << LQ__GC_##x)
-        {"L", B(LU) | B(LL) | B(LT) | B(LM) | B(LO)}, {"Letter", B(LU) | B(LL) | B(LT) | B(LM) | B(LO)},
-        {"Lu", B(LU)}, {"Ll", B(LL)}, {"Lt", B(LT)}, {"Lm", B(LM)}, {"Lo", B(LO)},
-        {"M", B(MN) | B(MC) | B(ME)}, {"Mark", B(MN) | B(MC) | B(ME)}, {"Mn", B(MN)}, {"Mc", B(MC)}, {"Me", B(ME)},
-        {"N", B(ND) | B(NL) | B(NO)}, {"Number", B(ND) | B(NL) | B(NO)}, {"Nd", B(ND)}, {"Nl", B(NL)},
+        {"L", B(LU) | B(LL) | B(LT) | B(LM) | B(LO)},
+        {"Letter", B(LU) | B(LL) | B(LT) | B(LM) | B(LO)},
+        {"Lu", B(LU)},
+        {"Ll", B(LL)},
+        {"Lt", B(LT)},
+        {"Lm", B(LM)},
+        {"Lo", B(LO)},
+        {"M", B(MN) | B(MC) | B(ME)},
+        {"Mark", B(MN) | B(MC) | B(ME)},
+        {"Mn", B(MN)},
+        {"Mc", B(MC)},
+        {"Me", B(ME)},
+        {"N", B(ND) | B(NL) | B(NO)},
+        {"Number", B(ND) | B(NL) | B(NO)},
+        {"Nd", B(ND)},
+        {"Nl", B(NL)},
         {"No", B(NO)},
         {"P", B(PC) | B(PD) | B(PS) | B(PE) | B(PI) | B(PF) | B(PO)},
         {"Punctuation", B(PC) | B(PD) | B(PS) | B(PE) | B(PI) | B(PF) | B(PO)},
-        {"Pc", B(PC)}, {"Pd", B(PD)}, {"Ps", B(PS)}, {"Pe", B(PE)}, {"Pi", B(PI)}, {"Pf", B(PF)}, {"Po", B(PO)},
-        {"S", B(SM) | B(SC) | B(SK) | B(SO)}, {"Symbol", B(SM) | B(SC) | B(SK) | B(SO)},
-        {"Sm", B(SM)}, {"Sc", B(SC)}, {"Sk", B(SK)}, {"So", B(SO)},
-        {"Z", B(ZS) | B(ZL) | B(ZP)}, {"Zs", B(ZS)}, {"Zl", B(ZL)}, {"Zp", B(ZP)},
-        {"Cc", B(CC)}, {"Cf", B(CF)}, {"Co", B(CO)}, {"Cn", B(CN)},
+        {"Pc", B(PC)},
+        {"Pd", B(PD)},
+        {"Ps", B(PS)},
+        {"Pe", B(PE)},
+        {"Pi", B(PI)},
+        {"Pf", B(PF)},
+        {"Po", B(PO)},
+        {"S", B(SM) | B(SC) | B(SK) | B(SO)},
+        {"Symbol", B(SM) | B(SC) | B(SK) | B(SO)},
+        {"Sm", B(SM)},
+        {"Sc", B(SC)},
+        {"Sk", B(SK)},
+        {"So", B(SO)},
+        {"Z", B(ZS) | B(ZL) | B(ZP)},
+        {"Zs", B(ZS)},
+        {"Zl", B(ZL)},
+        {"Zp", B(ZP)},
+        {"Cc", B(CC)},
+        {"Cf", B(CF)},
+        {"Co", B(CO)},
+        {"Cn", B(CN)},
 #undef B
     };
     for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
@@ -152,11 +181,21 @@ static lq_status parse_escape(re_parser *ps, bool *is_item, re_item *it, uint32_
     if (ps->p >= ps->end) return refuse(ps, "trailing backslash");
     const char c = *ps->p++;
     switch (c) {
-    case 'r': *cp = '\r'; return LQ_OK;
-    case 'n': *cp = '\n'; return LQ_OK;
-    case 't': *cp = '\t'; return LQ_OK;
-    case 'f': *cp = '\f'; return LQ_OK;
-    case 'v': *cp = '\v'; return LQ_OK;
+    case 'r':
+        *cp = '\r';
+        return LQ_OK;
+    case 'n':
+        *cp = '\n';
+        return LQ_OK;
+    case 't':
+        *cp = '\t';
+        return LQ_OK;
+    case 'f':
+        *cp = '\f';
+        return LQ_OK;
+    case 'v':
+        *cp = '\v';
+        return LQ_OK;
     case 's':
     case 'S':
         *is_item = true;
@@ -178,11 +217,12 @@ static lq_status parse_escape(re_parser *ps, bool *is_item, re_item *it, uint32_
     case 'P': {
         if (ps->p >= ps->end || *ps->p != '{') return refuse(ps, "\\p without {");
         const char *name = ++ps->p;
-        while (ps->p < ps->end && *ps->p != '}') ps->p++;
+        while (ps->p < ps->end && *ps->p != '}')
+            ps->p++;
         if (ps->p >= ps->end) return refuse(ps, "unterminated \\p{");
         const size_t n = (size_t)(ps->p - name);
         ps->p++;
-        uint32_t mask;
+        uint32_t   mask;
         const bool neg = c == 'P' || (n > 0 && name[0] == '^');
         if (!gc_mask(name + (name[0] == '^'), n - (name[0] == '^'), &mask)) return refuse(ps, "unknown \\p{} class");
         *is_item = true;
@@ -257,7 +297,8 @@ static lq_status parse_braces(re_parser *ps, int32_t *min, int32_t *max) {
     const char *q = ps->p + 1;
     long        a = 0, b;
     if (q >= ps->end || *q < '0' || *q > '9') return refuse(ps, "literal '{'");
-    while (q < ps->end && *q >= '0' && *q <= '9' && a < 100000) a = a * 10 + (*q++ - '0');
+    while (q < ps->end && *q >= '0' && *q <= '9' && a < 100000)
+        a = a * 10 + (*q++ - '0');
     if (q < ps->end && *q == '}') {
         b = a;
     } else if (q < ps->end && *q == ',') {
@@ -267,7 +308,8 @@ static lq_status parse_braces(re_parser *ps, int32_t *min, int32_t *max) {
         } else {
             b = 0;
             if (q >= ps->end || *q < '0' || *q > '9') return refuse(ps, "malformed {m,n}");
-            while (q < ps->end && *q >= '0' && *q <= '9' && b < 100000) b = b * 10 + (*q++ - '0');
+            while (q < ps->end && *q >= '0' && *q <= '9' && b < 100000)
+                b = b * 10 + (*q++ - '0');
         }
         if (q >= ps->end || *q != '}') return refuse(ps, "malformed {m,n}");
     } else {
@@ -285,19 +327,23 @@ static lq_status parse_seq(re_parser *ps, bool icase, int depth, int32_t *head) 
     int32_t    last = -1;
     *head           = -1;
     while (ps->p < ps->end && *ps->p != '|' && *ps->p != ')') {
-        re_node n = {.min = 1, .max = 1};
-        int32_t idx;
+        re_node    n = {.min = 1, .max = 1};
+        int32_t    idx;
         const char c = *ps->p;
         if (c == '(') {
             ps->p++;
             bool    sub_icase = icase;
-            uint8_t type      = N_GROUP, neg = 0;
+            uint8_t type = N_GROUP, neg = 0;
             if (ps->p < ps->end && *ps->p == '?') {
                 ps->p++;
-                if (ps->p < ps->end && *ps->p == ':') ps->p++;
-                else if (ps->p + 1 < ps->end && ps->p[0] == 'i' && ps->p[1] == ':') ps->p += 2, sub_icase = true;
-                else if (ps->p < ps->end && (*ps->p == '!' || *ps->p == '=')) neg = *ps->p++ == '!', type = N_LOOK;
-                else return refuse(ps, "group kind (look-behind, named group, inline flag, ...)");
+                if (ps->p < ps->end && *ps->p == ':')
+                    ps->p++;
+                else if (ps->p + 1 < ps->end && ps->p[0] == 'i' && ps->p[1] == ':')
+                    ps->p += 2, sub_icase = true;
+                else if (ps->p < ps->end && (*ps->p == '!' || *ps->p == '='))
+                    neg = *ps->p++ == '!', type = N_LOOK;
+                else
+                    return refuse(ps, "group kind (look-behind, named group, inline flag, ...)");
             }
             if (depth >= RE_MAX_DEPTH) return refuse(ps, "nesting too deep");
             int32_t alt;
@@ -358,8 +404,10 @@ static lq_status parse_seq(re_parser *ps, bool icase, int depth, int32_t *head) 
             if (n.type == N_LOOK) return refuse(ps, "quantified look-ahead");
         }
         LQ_TRY(new_node(re, n, &idx));
-        if (last < 0) *head = idx;
-        else re->node[last].next = idx;
+        if (last < 0)
+            *head = idx;
+        else
+            re->node[last].next = idx;
         last = idx;
     }
     return LQ_OK;
@@ -453,7 +501,7 @@ typedef struct {
     const lq__regex *re;
     const uint8_t   *s;
     size_t           n;
-    long             steps;
+    int64_t         *budget; /* steps left for the caller's whole job */
     bool             overflow;
 } re_state;
 
@@ -474,23 +522,29 @@ static bool item_has(const re_item *it, uint32_t cp, bool icase) {
             if (f >= 'a' && f <= 'z' && f - 32 >= it->lo && f - 32 <= it->hi) return true;
         }
         return false;
-    case CI_GC: return (((it->mask >> lq__uni_category(cp)) & 1) != 0) != (it->neg != 0);
-    case CI_SPACE: return lq__uni_is_space(cp) != (it->neg != 0);
+    case CI_GC:
+        return (((it->mask >> lq__uni_category(cp)) & 1) != 0) != (it->neg != 0);
+    case CI_SPACE:
+        return lq__uni_is_space(cp) != (it->neg != 0);
     }
     return false;
 }
 
 static bool node_has(const re_state *st, const re_node *nd, uint32_t cp) {
     switch (nd->type) {
-    case N_CHAR: return cp == nd->cp || (nd->icase && fold_ascii(cp) == fold_ascii(nd->cp));
-    case N_ANY: return cp != '\n';
+    case N_CHAR:
+        return cp == nd->cp || (nd->icase && fold_ascii(cp) == fold_ascii(nd->cp));
+    case N_ANY:
+        return cp != '\n';
     case N_CLASS: {
         const re_class *c  = &st->re->cls[nd->ref];
         bool            in = false;
-        for (int32_t i = 0; i < c->n && !in; i++) in = item_has(&st->re->item[c->first + i], cp, c->icase);
+        for (int32_t i = 0; i < c->n && !in; i++)
+            in = item_has(&st->re->item[c->first + i], cp, c->icase);
         return in != (c->neg != 0);
     }
-    default: return false;
+    default:
+        return false;
     }
 }
 
@@ -507,7 +561,7 @@ static long match_alt(re_state *st, int32_t alt, size_t pos, const re_cont *k);
 /* match from node `ni` at `pos`, then the continuation; the end of the whole
  * match, or -1 */
 static long match_node(re_state *st, int32_t ni, size_t pos, const re_cont *k) {
-    if (++st->steps > RE_MAX_STEPS) st->overflow = true;
+    if (--*st->budget < 0) st->overflow = true;
     if (st->overflow) return -1;
     if (ni < 0) return k ? match_node(st, k->node, pos, k->up) : (long)pos;
     const re_node *nd = &st->re->node[ni];
@@ -531,7 +585,7 @@ static long match_node(re_state *st, int32_t ni, size_t pos, const re_cont *k) {
         if (!node_has(st, nd, cp)) break;
         p += l;
         cnt++;
-        if (++st->steps > RE_MAX_STEPS) {
+        if (--*st->budget < 0) {
             st->overflow = true;
             return -1;
         }
@@ -541,7 +595,8 @@ static long match_node(re_state *st, int32_t ni, size_t pos, const re_cont *k) {
         const long r = match_node(st, nd->next, p, k);
         if (r >= 0 || st->overflow) return r;
         if (cnt == nd->min) return -1;
-        do p--; /* back one code point */
+        do
+            p--; /* back one code point */
         while (p > pos && (st->s[p] & 0xC0) == 0x80);
         cnt--;
     }
@@ -556,8 +611,9 @@ static long match_alt(re_state *st, int32_t alt, size_t pos, const re_cont *k) {
     return -1;
 }
 
-int lq__regex_find(const lq__regex *re, const char *s, size_t n, size_t from, size_t *start, size_t *end) {
-    re_state st = {.re = re, .s = (const uint8_t *)s, .n = n};
+int lq__regex_find(const lq__regex *re, const char *s, size_t n, size_t from, size_t *start, size_t *end,
+                   int64_t *budget) {
+    re_state st = {.re = re, .s = (const uint8_t *)s, .n = n, .budget = budget};
     for (size_t p = from; p <= n;) {
         const long r = match_alt(&st, re->root, p, NULL);
         if (st.overflow) return -1;
@@ -575,10 +631,10 @@ int lq__regex_find(const lq__regex *re, const char *s, size_t n, size_t from, si
 
 /* ==== NFC ==== */
 
-#define SBASE  0xAC00u
-#define LBASE  0x1100u
-#define VBASE  0x1161u
-#define TBASE  0x11A7u
+#define SBASE 0xAC00u
+#define LBASE 0x1100u
+#define VBASE 0x1161u
+#define TBASE 0x11A7u
 #define LCOUNT 19u
 #define VCOUNT 21u
 #define TCOUNT 28u
@@ -590,8 +646,10 @@ static uint8_t ccc_of(uint32_t cp) {
     size_t lo = 0, hi = lq__uni_ccc_runs_n;
     while (hi - lo > 1) {
         const size_t mid = (lo + hi) / 2;
-        if ((lq__uni_ccc_runs[mid] >> 8) <= cp) lo = mid;
-        else hi = mid;
+        if ((lq__uni_ccc_runs[mid] >> 8) <= cp)
+            lo = mid;
+        else
+            hi = mid;
     }
     return (uint8_t)(lq__uni_ccc_runs[lo] & 0xFF);
 }
@@ -600,8 +658,10 @@ static const uint32_t *decomp_of(uint32_t cp) {
     size_t lo = 0, hi = lq__uni_decomp_n;
     while (lo < hi) {
         const size_t mid = (lo + hi) / 2;
-        if (lq__uni_decomp[mid][0] < cp) lo = mid + 1;
-        else hi = mid;
+        if (lq__uni_decomp[mid][0] < cp)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return (lo < lq__uni_decomp_n && lq__uni_decomp[lo][0] == cp) ? lq__uni_decomp[lo] : NULL;
 }
@@ -613,10 +673,12 @@ static uint32_t compose(uint32_t a, uint32_t b) {
         return a + (b - TBASE);
     size_t lo = 0, hi = lq__uni_comp_n;
     while (lo < hi) {
-        const size_t mid = (lo + hi) / 2;
-        const uint32_t *e = lq__uni_comp[mid];
-        if (e[0] < a || (e[0] == a && e[1] < b)) lo = mid + 1;
-        else hi = mid;
+        const size_t    mid = (lo + hi) / 2;
+        const uint32_t *e   = lq__uni_comp[mid];
+        if (e[0] < a || (e[0] == a && e[1] < b))
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return (lo < lq__uni_comp_n && lq__uni_comp[lo][0] == a && lq__uni_comp[lo][1] == b) ? lq__uni_comp[lo][2] : 0;
 }
@@ -656,7 +718,8 @@ static lq_status decompose(cpvec *c, uint32_t cp, int depth) {
 
 lq_status lq__nfc(const char *s, size_t n, lq__buf *out) {
     size_t i = 0;
-    while (i < n && (uint8_t)s[i] < 0x80) i++;
+    while (i < n && (uint8_t)s[i] < 0x80)
+        i++;
     if (i == n) return lq__buf_put(out, s, n); /* ASCII is NFC */
     cpvec     c  = {0};
     lq_status st = LQ_OK;
@@ -667,23 +730,47 @@ lq_status lq__nfc(const char *s, size_t n, lq__buf *out) {
         k += l > 0 ? (size_t)l : 1;
         LQ_GOTO_TRY(decompose(&c, cp, 0));
     }
-    /* canonical ordering: stable insertion sort of each run of non-starters */
-    for (size_t k = 1; k < c.n; k++) {
-        const uint32_t x  = c.v[k];
-        const uint8_t  cx = ccc_of(x);
-        if (cx == 0) continue;
-        size_t j = k;
-        while (j > 0 && ccc_of(c.v[j - 1]) > cx) {
-            c.v[j] = c.v[j - 1];
-            j--;
+    /* canonical ordering: a stable sort of each run of non-starters by class
+     * (insertion sort for short runs, counting sort for long hostile ones) */
+    for (size_t r = 0; r < c.n;) {
+        if (ccc_of(c.v[r]) == 0) {
+            r++;
+            continue;
         }
-        c.v[j] = x;
+        size_t j = r;
+        while (j < c.n && ccc_of(c.v[j]) != 0)
+            j++;
+        if (j - r <= 32) {
+            for (size_t k = r + 1; k < j; k++) {
+                const uint32_t x  = c.v[k];
+                const uint8_t  cx = ccc_of(x);
+                size_t         m  = k;
+                while (m > r && ccc_of(c.v[m - 1]) > cx) {
+                    c.v[m] = c.v[m - 1];
+                    m--;
+                }
+                c.v[m] = x;
+            }
+        } else {
+            uint32_t *tmp = lq_malloc((j - r) * sizeof *tmp);
+            LQ_GOTO_IF(!tmp, LQ_ERR_NOMEM, "out of memory (NFC)");
+            size_t pos[257] = {0};
+            for (size_t k = r; k < j; k++)
+                pos[ccc_of(c.v[k]) + 1]++;
+            for (int b = 0; b < 256; b++)
+                pos[b + 1] += pos[b];
+            for (size_t k = r; k < j; k++)
+                tmp[pos[ccc_of(c.v[k])]++] = c.v[k];
+            memcpy(c.v + r, tmp, (j - r) * sizeof *tmp);
+            lq_free(tmp);
+        }
+        r = j;
     }
     /* canonical composition */
     if (c.n) {
         size_t  starter = 0, w = 1;
-        bool    have    = ccc_of(c.v[0]) == 0;
-        uint8_t last    = have ? 0 : 255;
+        bool    have = ccc_of(c.v[0]) == 0;
+        uint8_t last = have ? 0 : 255;
         for (size_t k = 1; k < c.n; k++) {
             const uint32_t x  = c.v[k];
             const uint8_t  cx = ccc_of(x);
@@ -707,7 +794,8 @@ lq_status lq__nfc(const char *s, size_t n, lq__buf *out) {
         c.n = w;
     }
     LQ_GOTO_TRY(lq__buf_reserve(out, c.n * 4));
-    for (size_t k = 0; k < c.n; k++) out->n += lq__utf8_put(c.v[k], out->p + out->n);
+    for (size_t k = 0; k < c.n; k++)
+        out->n += lq__utf8_put(c.v[k], out->p + out->n);
     out->p[out->n] = 0;
 done:
     lq_free(c.v);

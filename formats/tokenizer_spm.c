@@ -24,18 +24,20 @@
 enum { PT_NORMAL = 1, PT_UNKNOWN = 2, PT_CONTROL = 3, PT_USER = 4, PT_UNUSED = 5, PT_BYTE = 6 };
 
 struct lq__spm {
-    float      *score;           /* per piece                                   */
-    uint8_t    *type;            /* PT_*                                        */
-    lq__strtab  normal;          /* NORMAL, USER_DEFINED, UNUSED: merge targets  */
-    lq__strtab  reserved;        /* CONTROL, UNKNOWN, BYTE                       */
-    lq__strtab  user;            /* USER_DEFINED pieces (prefix matcher)         */
-    uint32_t    user_max_len;
-    int32_t     unk;             /* the UNKNOWN piece                            */
-    int32_t     byte_id[256];    /* PieceToId("<0xXX>")                          */
-    bool        byte_fallback, ws_suffix;
-    bool        add_dummy_prefix, remove_extra_ws, escape_ws;
-    char       *unk_surface;
-    size_t      unk_surface_len;
+    float     *score;    /* per piece                                   */
+    uint8_t   *type;     /* PT_*                                        */
+    lq__strtab normal;   /* NORMAL, USER_DEFINED, UNUSED: merge targets  */
+    lq__strtab reserved; /* CONTROL, UNKNOWN, BYTE                       */
+    lq__strtab user;     /* every prefix of a USER_DEFINED piece: its id
+                            if it is one, else -2 (the prefix matcher)   */
+    uint32_t user_max_len;
+    bool     has_unused;
+    int32_t  unk;          /* the UNKNOWN piece                            */
+    int32_t  byte_id[256]; /* PieceToId("<0xXX>")                          */
+    bool     byte_fallback, ws_suffix;
+    bool     add_dummy_prefix, remove_extra_ws, escape_ws;
+    char    *unk_surface;
+    size_t   unk_surface_len;
 };
 
 /* ==== protobuf wire format ==== */
@@ -59,8 +61,7 @@ static lq_status pb_varint(pb_reader *r, uint64_t *v) {
             return LQ_OK;
         }
     }
-    LQ_RETURN_IF(1, LQ_ERR_FORMAT, "%s: varint longer than 10 bytes at offset %zu", r->name,
-                 (size_t)(r->p - r->base));
+    LQ_RETURN_IF(1, LQ_ERR_FORMAT, "%s: varint longer than 10 bytes at offset %zu", r->name, (size_t)(r->p - r->base));
 }
 
 /* next field key; wire types 3/4 (groups) are refused */
@@ -93,11 +94,18 @@ static lq_status pb_skip(pb_reader *r, uint32_t wt) {
     pb_reader sub;
     size_t    n = 0;
     switch (wt) {
-    case 0: return pb_varint(r, &v);
-    case 2: return pb_bytes(r, &sub);
-    case 1: n = 8; break;
-    case 5: n = 4; break;
-    default: LQ_ASSERT(0);
+    case 0:
+        return pb_varint(r, &v);
+    case 2:
+        return pb_bytes(r, &sub);
+    case 1:
+        n = 8;
+        break;
+    case 5:
+        n = 4;
+        break;
+    default:
+        LQ_ASSERT(0);
     }
     LQ_RETURN_IF((size_t)(r->end - r->p) < n, LQ_ERR_FORMAT, "%s: truncated fixed%zu field at offset %zu", r->name,
                  n * 8, (size_t)(r->p - r->base));
@@ -152,8 +160,8 @@ static lq_status parse_piece(pb_reader r, int32_t index, raw_piece *out) {
             pb_reader s;
             LQ_TRY(pb_expect(&r, f, wt, 2));
             LQ_TRY(pb_bytes(&r, &s));
-            LQ_RETURN_IF(s.end - s.p > LQ__TOK_MAX_PIECE_LEN, LQ_ERR_FORMAT, "%s: piece %d is %zu bytes long",
-                         r.name, index, (size_t)(s.end - s.p));
+            LQ_RETURN_IF(s.end - s.p > LQ__TOK_MAX_PIECE_LEN, LQ_ERR_FORMAT, "%s: piece %d is %zu bytes long", r.name,
+                         index, (size_t)(s.end - s.p));
             out->s   = s.p;
             out->len = (uint32_t)(s.end - s.p);
         } else if (f == 2) {
@@ -202,7 +210,8 @@ static lq_status parse_trainer(pb_reader r, spec *sp) {
             sp->has_unk_surface = true;
             break;
         }
-        default: LQ_TRY(pb_skip(&r, wt));
+        default:
+            LQ_TRY(pb_skip(&r, wt));
         }
     }
     return LQ_OK;
@@ -219,8 +228,10 @@ static lq_status parse_normalizer(pb_reader r, spec *sp) {
         case 2:
             LQ_TRY(pb_expect(&r, f, wt, 2));
             LQ_TRY(pb_bytes(&r, &s));
-            if (f == 1) sp->norm_name = s.p, sp->norm_name_len = (size_t)(s.end - s.p);
-            else sp->charsmap_len = (size_t)(s.end - s.p);
+            if (f == 1)
+                sp->norm_name = s.p, sp->norm_name_len = (size_t)(s.end - s.p);
+            else
+                sp->charsmap_len = (size_t)(s.end - s.p);
             break;
         case 3:
         case 4:
@@ -231,7 +242,8 @@ static lq_status parse_normalizer(pb_reader r, spec *sp) {
             if (f == 4) sp->remove_extra_ws = v != 0;
             if (f == 5) sp->escape_ws = v != 0;
             break;
-        default: LQ_TRY(pb_skip(&r, wt));
+        default:
+            LQ_TRY(pb_skip(&r, wt));
         }
     }
     return LQ_OK;
@@ -244,10 +256,14 @@ static int piece_to_byte(const uint8_t *s, size_t n) {
     for (int i = 3; i < 5; i++) {
         const int c = s[i];
         v *= 16;
-        if (c >= '0' && c <= '9') v += c - '0';
-        else if (c >= 'A' && c <= 'F') v += c - 'A' + 10;
-        else if (c >= 'a' && c <= 'f') v += c - 'a' + 10; /* SentencePiece's PieceToByte accepts both */
-        else return -1;
+        if (c >= '0' && c <= '9')
+            v += c - '0';
+        else if (c >= 'A' && c <= 'F')
+            v += c - 'A' + 10;
+        else if (c >= 'a' && c <= 'f')
+            v += c - 'a' + 10; /* SentencePiece's PieceToByte accepts both */
+        else
+            return -1;
     }
     return v;
 }
@@ -261,8 +277,12 @@ static int32_t piece_to_id(const lq__spm *s, const char *p, size_t n) {
 
 lq_status lq__spm_load(lq_tokenizer *t, const uint8_t *data, size_t size, const char *name) {
     pb_reader r  = {.p = data, .end = data + size, .base = data, .name = name};
-    spec      sp = {.model_type = 1, .bos_id = 1, .eos_id = 2, .add_dummy_prefix = true, .remove_extra_ws = true,
-                    .escape_ws = true};
+    spec      sp = {.model_type       = 1,
+                    .bos_id           = 1,
+                    .eos_id           = 2,
+                    .add_dummy_prefix = true,
+                    .remove_extra_ws  = true,
+                    .escape_ws        = true};
     /* pass 1: structure, counts, specs (repeated embedded messages merge, so
      * a later occurrence overrides field by field, as protobuf does) */
     size_t n_pieces = 0;
@@ -299,16 +319,16 @@ lq_status lq__spm_load(lq_tokenizer *t, const uint8_t *data, size_t size, const 
                  "is supported",
                  name, (int)LQ_MIN(sp.norm_name_len, 64), sp.norm_name ? (const char *)sp.norm_name : "");
 
-    lq_status         st   = LQ_OK;
-    raw_piece        *raw  = lq_calloc(n_pieces, sizeof *raw);
-    const char      **src  = lq_calloc(n_pieces, sizeof *src);
-    uint32_t         *lens = lq_calloc(n_pieces, sizeof *lens);
-    lq__spm          *s    = lq_calloc(1, sizeof *s);
+    lq_status    st   = LQ_OK;
+    raw_piece   *raw  = lq_calloc(n_pieces, sizeof *raw);
+    const char **src  = lq_calloc(n_pieces, sizeof *src);
+    uint32_t    *lens = lq_calloc(n_pieces, sizeof *lens);
+    lq__spm     *s    = lq_calloc(1, sizeof *s);
+    t->spm            = s; /* released by lq_tokenizer_free() on any error below */
     LQ_GOTO_IF(!raw || !src || !lens || !s, LQ_ERR_NOMEM, "out of memory (%zu pieces)", n_pieces);
-    t->spm = s;
     /* pass 2: the pieces */
-    r           = (pb_reader){.p = data, .end = data + size, .base = data, .name = name};
-    size_t k    = 0;
+    r        = (pb_reader){.p = data, .end = data + size, .base = data, .name = name};
+    size_t k = 0;
     while (r.p < r.end) {
         uint32_t  f, wt;
         pb_reader sub;
@@ -330,11 +350,12 @@ lq_status lq__spm_load(lq_tokenizer *t, const uint8_t *data, size_t size, const 
     LQ_GOTO_IF(!s->score || !s->type, LQ_ERR_NOMEM, "out of memory");
     LQ_GOTO_TRY(lq__strtab_init(&s->normal, n_pieces));
     LQ_GOTO_TRY(lq__strtab_init(&s->reserved, n_pieces));
-    size_t n_user = 0;
-    for (size_t i = 0; i < n_pieces; i++) n_user += raw[i].type == PT_USER;
+    size_t n_user = 0; /* prefixes of user-defined pieces */
+    for (size_t i = 0; i < n_pieces; i++)
+        if (raw[i].type == PT_USER) n_user += raw[i].len;
     LQ_GOTO_TRY(lq__strtab_init(&s->user, n_user));
 
-    s->unk        = -1;
+    s->unk               = -1;
     bool byte_found[256] = {false};
     for (size_t i = 0; i < n_pieces; i++) {
         const int32_t  id   = (int32_t)i;
@@ -352,6 +373,7 @@ lq_status lq__spm_load(lq_tokenizer *t, const uint8_t *data, size_t size, const 
             lq__strtab_put(&s->user, p, n, id, &old);
             if (n > s->user_max_len) s->user_max_len = n;
         }
+        s->has_unused |= type == PT_UNUSED;
         if (type == PT_UNKNOWN) {
             LQ_GOTO_IF(s->unk >= 0, LQ_ERR_FORMAT, "%s: two unknown pieces (%d and %d)", name, s->unk, id);
             s->unk = id;
@@ -360,24 +382,27 @@ lq_status lq__spm_load(lq_tokenizer *t, const uint8_t *data, size_t size, const 
             LQ_GOTO_IF(!sp.byte_fallback, LQ_ERR_FORMAT, "%s: byte piece %d found although byte_fallback is false",
                        name, id);
             const int b = piece_to_byte((const uint8_t *)p, n);
-            LQ_GOTO_IF(b < 0, LQ_ERR_FORMAT, "%s: byte piece %d '%.*s' is invalid", name, id, (int)LQ_MIN(n, 64u),
-                       p);
+            LQ_GOTO_IF(b < 0, LQ_ERR_FORMAT, "%s: byte piece %d '%.*s' is invalid", name, id, (int)LQ_MIN(n, 64u), p);
             byte_found[b] = true;
         }
     }
     LQ_GOTO_IF(s->unk < 0, LQ_ERR_FORMAT, "%s: no unknown piece (<unk>)", name);
+    for (size_t i = 0; i < n_pieces; i++) /* the proper prefixes, after all whole pieces */
+        for (uint32_t l = 1; s->type[i] == PT_USER && l < t->piece_len[i]; l++) {
+            int32_t old;
+            lq__strtab_put(&s->user, t->piece[i], l, -2, &old);
+        }
     if (sp.byte_fallback)
         for (int b = 0; b < 256; b++)
-            LQ_GOTO_IF(!byte_found[b], LQ_ERR_FORMAT, "%s: byte_fallback is on but piece <0x%02X> is missing", name,
-                       b);
+            LQ_GOTO_IF(!byte_found[b], LQ_ERR_FORMAT, "%s: byte_fallback is on but piece <0x%02X> is missing", name, b);
     for (int b = 0; b < 256; b++) {
         char bp[8];
         snprintf(bp, sizeof bp, "<0x%02X>", b);
         s->byte_id[b] = piece_to_id(s, bp, 6);
     }
-    const char  *surf  = sp.has_unk_surface ? (const char *)sp.unk_surface : " \xE2\x81\x87 ";
-    const size_t slen  = sp.has_unk_surface ? sp.unk_surface_len : 5;
-    s->unk_surface     = lq_malloc(slen + 1);
+    const char  *surf = sp.has_unk_surface ? (const char *)sp.unk_surface : " \xE2\x81\x87 ";
+    const size_t slen = sp.has_unk_surface ? sp.unk_surface_len : 5;
+    s->unk_surface    = lq_malloc(slen + 1);
     LQ_GOTO_IF(!s->unk_surface, LQ_ERR_NOMEM, "out of memory");
     if (slen) memcpy(s->unk_surface, surf, slen);
     s->unk_surface_len  = slen;
@@ -392,7 +417,7 @@ done:
     lq_free(raw);
     lq_free(src);
     lq_free(lens);
-    return st; /* on error, lq_tokenizer_free() releases t->spm */
+    return st;
 }
 
 void lq__spm_free(lq__spm *s) {
@@ -408,12 +433,19 @@ void lq__spm_free(lq__spm *s) {
 
 /* ==== encoding ==== */
 
-/* longest USER_DEFINED piece that prefixes s[0..n), 0 if none */
+/* longest USER_DEFINED piece that prefixes p[0..n), 0 if none: walks the
+ * prefix table, O(length of the match) like SentencePiece's trie */
 static size_t user_match(const lq__spm *s, const char *p, size_t n) {
     if (s->user.n == 0) return 0;
-    for (size_t l = LQ_MIN(n, (size_t)s->user_max_len); l > 0; l--)
-        if (lq__strtab_get(&s->user, p, l) >= 0) return l;
-    return 0;
+    size_t   best = 0;
+    uint64_t h    = lq__hash_init();
+    for (size_t l = 1; l <= n && l <= s->user_max_len; l++) {
+        h               = lq__hash_step(h, (uint8_t)p[l - 1]);
+        const int32_t v = lq__strtab_get_hashed(&s->user, p, l, lq__hash_final(h));
+        if (v == -1) break; /* no user piece starts this way */
+        if (v >= 0) best = l;
+    }
+    return best;
 }
 
 /* normalizer.cc Normalizer::Normalize() for the identity normalizer */
@@ -421,7 +453,8 @@ static lq_status normalize(const lq__spm *s, const char *in, size_t n, lq__buf *
     static const char ws[] = "\xE2\x96\x81";
     size_t            i    = 0;
     if (s->remove_extra_ws)
-        while (i < n && in[i] == ' ') i++; /* leading spaces */
+        while (i < n && in[i] == ' ')
+            i++; /* leading spaces */
     if (i == n) return LQ_OK;
     LQ_TRY(lq__buf_reserve(out, (n - i) * 3 + 3));
     if (!s->ws_suffix && s->add_dummy_prefix) LQ_TRY(lq__buf_put(out, s->escape_ws ? ws : " ", s->escape_ws ? 3 : 1));
@@ -441,11 +474,14 @@ static lq_status normalize(const lq__spm *s, const char *in, size_t n, lq__buf *
         } else {
             sp = "\xEF\xBF\xBD", sp_len = 3, consumed = 1;
         }
-        while (is_prev_space && sp_len > 0 && sp[0] == ' ') sp++, sp_len--;
+        while (is_prev_space && sp_len > 0 && sp[0] == ' ')
+            sp++, sp_len--;
         if (sp_len) {
             for (size_t k = 0; k < sp_len; k++) {
-                if (s->escape_ws && sp[k] == ' ') LQ_TRY(lq__buf_put(out, ws, 3));
-                else LQ_TRY(lq__buf_put(out, sp + k, 1));
+                if (s->escape_ws && sp[k] == ' ')
+                    LQ_TRY(lq__buf_put(out, ws, 3));
+                else
+                    LQ_TRY(lq__buf_put(out, sp + k, 1));
             }
             is_prev_space = sp[sp_len - 1] == ' ';
         }
@@ -455,24 +491,25 @@ static lq_status normalize(const lq__spm *s, const char *in, size_t n, lq__buf *
     if (s->remove_extra_ws) {
         const char  *sym  = s->escape_ws ? ws : " ";
         const size_t slen = s->escape_ws ? 3 : 1;
-        while (out->n >= slen && memcmp(out->p + out->n - slen, sym, slen) == 0) out->n -= slen;
+        while (out->n >= slen && memcmp(out->p + out->n - slen, sym, slen) == 0)
+            out->n -= slen;
     }
     if (s->ws_suffix && s->add_dummy_prefix) LQ_TRY(lq__buf_put(out, s->escape_ws ? ws : " ", s->escape_ws ? 3 : 1));
     return LQ_OK;
 }
 
-/* rev_merge of bpe_model.cc: how an UNUSED piece was formed (last push wins) */
+/* rev_merge of bpe_model.cc: how an UNUSED piece was formed (the last push
+ * wins), keyed by the piece's id */
 typedef struct {
-    int32_t  piece;
     uint32_t l_off, l_len, r_off, r_len;
 } rev_entry;
 
 typedef struct {
     const lq__spm *s;
     const char    *text;
+    lq__pairtab    rev_of; /* (piece id, 0) -> index in rev[] */
     rev_entry     *rev;
-    size_t         n_rev, cap_rev;
-    lq_status      st;
+    size_t         n_rev;
 } spm_ctx;
 
 static bool spm_pair(void *vctx, const lq__bpe_sym *a, const lq__bpe_sym *b, bool is_push, double *prio,
@@ -485,24 +522,12 @@ static bool spm_pair(void *vctx, const lq__bpe_sym *a, const lq__bpe_sym *b, boo
     *prio          = sc != sc ? -1e300 : (double)sc; /* NaN: last, but deterministic */
     *new_id        = id;
     if (is_push && c->s->type[id] == PT_UNUSED) {
-        size_t k = 0;
-        while (k < c->n_rev && c->rev[k].piece != id) k++;
-        if (k == c->n_rev) {
-            if (c->n_rev == c->cap_rev) {
-                const size_t cap = c->cap_rev ? c->cap_rev * 2 : 16;
-                rev_entry   *r   = lq_malloc(cap * sizeof *r);
-                if (!r) {
-                    c->st = LQ_ERR_NOMEM;
-                    return false;
-                }
-                if (c->n_rev) memcpy(r, c->rev, c->n_rev * sizeof *r);
-                lq_free(c->rev);
-                c->rev     = r;
-                c->cap_rev = cap;
-            }
-            c->n_rev++;
+        int32_t k, unused;
+        if (!lq__pairtab_get(&c->rev_of, (uint32_t)id, 0, &k, &unused)) {
+            k = (int32_t)c->n_rev++; /* rev[] has room for every push */
+            lq__pairtab_set(&c->rev_of, (uint32_t)id, 0, k, 0);
         }
-        c->rev[k] = (rev_entry){.piece = id, .l_off = a->off, .l_len = a->len, .r_off = b->off, .r_len = b->len};
+        c->rev[k] = (rev_entry){.l_off = a->off, .l_len = a->len, .r_off = b->off, .r_len = b->len};
     }
     return true;
 }
@@ -518,7 +543,8 @@ static lq_status emit(const lq__spm *s, const char *p, size_t n, int32_t id, emi
     if (s->type[id] == PT_CONTROL) {
         LQ_TRY(lq__ivec_push(e->out, id));
     } else if (is_unk && s->byte_fallback) {
-        for (size_t k = 0; k < n; k++) LQ_TRY(lq__ivec_push(e->out, s->byte_id[(uint8_t)p[k]]));
+        for (size_t k = 0; k < n; k++)
+            LQ_TRY(lq__ivec_push(e->out, s->byte_id[(uint8_t)p[k]]));
     } else if (!(is_unk && e->prev_unk)) { /* a run of unknown pieces is one <unk> */
         LQ_TRY(lq__ivec_push(e->out, id));
     }
@@ -530,13 +556,11 @@ static lq_status emit(const lq__spm *s, const char *p, size_t n, int32_t id, emi
 static lq_status resegment(const spm_ctx *c, uint32_t off, uint32_t len, emit_state *e, int depth) {
     const lq__spm *s  = c->s;
     const int32_t  id = piece_to_id(s, c->text + off, len);
-    if (s->type[id] == PT_UNUSED && depth < 64) {
-        for (size_t k = 0; k < c->n_rev; k++) {
-            const rev_entry *r = &c->rev[k];
-            if (r->piece != id) continue;
-            LQ_TRY(resegment(c, r->l_off, r->l_len, e, depth + 1));
-            return resegment(c, r->r_off, r->r_len, e, depth + 1);
-        }
+    int32_t        k, unused;
+    if (s->type[id] == PT_UNUSED && depth < 64 && lq__pairtab_get(&c->rev_of, (uint32_t)id, 0, &k, &unused)) {
+        const rev_entry r = c->rev[k];
+        LQ_TRY(resegment(c, r.l_off, r.l_len, e, depth + 1));
+        return resegment(c, r.r_off, r.r_len, e, depth + 1);
     }
     return emit(s, c->text + off, len, id, e);
 }
@@ -558,22 +582,28 @@ lq_status lq__spm_encode(const lq_tokenizer *t, const char *text, size_t len, lq
         uint8_t frozen = l > 0;
         if (!l) {
             static const uint8_t one_char_len[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-            l = LQ_MIN((size_t)one_char_len[(uint8_t)norm.p[i] >> 4], norm.n - i);
+            l                                     = LQ_MIN((size_t)one_char_len[(uint8_t)norm.p[i] >> 4], norm.n - i);
         }
-        w.sym[n] = (lq__bpe_sym){.id = -1, .prev = n - 1, .next = -1, .off = (uint32_t)i, .len = (uint32_t)l,
-                                 .frozen = frozen};
+        w.sym[n] = (lq__bpe_sym){
+            .id = -1, .prev = n - 1, .next = -1, .off = (uint32_t)i, .len = (uint32_t)l, .frozen = frozen};
         if (n > 0) w.sym[n - 1].next = n;
         n++;
         i += l;
     }
     c.text = norm.p;
+    if (s->has_unused) { /* at most n - 1 + 2 * (n - 1) pushes */
+        LQ_GOTO_TRY(lq__pairtab_init(&c.rev_of, (size_t)n * 3));
+        c.rev = lq_malloc((size_t)n * 3 * sizeof *c.rev);
+        LQ_GOTO_IF(!c.rev, LQ_ERR_NOMEM, "out of memory");
+    }
     LQ_GOTO_TRY(lq__bpe_merge(&w, n, spm_pair, &c));
-    LQ_GOTO_TRY(c.st);
     emit_state e = {.out = out, .prev_unk = false};
-    for (int32_t i = 0; i >= 0; i = w.sym[i].next) LQ_GOTO_TRY(resegment(&c, w.sym[i].off, w.sym[i].len, &e, 0));
+    for (int32_t i = 0; i >= 0; i = w.sym[i].next)
+        LQ_GOTO_TRY(resegment(&c, w.sym[i].off, w.sym[i].len, &e, 0));
 done:
     lq__buf_free(&norm);
     lq__bpe_work_free(&w);
+    lq__pairtab_free(&c.rev_of);
     lq_free(c.rev);
     return st;
 }

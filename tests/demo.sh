@@ -20,3 +20,8 @@ else
     echo "demo: MISMATCH with $SHARED/stories260K-hf" >&2
     exit 1
 fi
+set -x
+build/lq-run -t 0 -n 120 "$OUT/stories260K-hf" "Once upon a time"
+build/lq-eval "$OUT/stories260K-bf16" --base "$OUT/stories260K-hf" \
+    --text "$SHARED/tinystories/tinystories_train_excerpt.txt" --max-chars 60000 --ctx 256 \
+    --max-kld 0.01 --min-top1 95 --json "$OUT/eval-bf16.json"

@@ -43,6 +43,7 @@ CU_pSuite lq_test_pytorch_suite(void);
 CU_pSuite lq_test_checkpoint_suite(void);
 CU_pSuite lq_test_tokenizer_suite(void);
 CU_pSuite lq_test_kernels_suite(void);
+CU_pSuite lq_test_model_suite(void);
 CU_pSuite lq_test_cuda_suite(void);
 
 /* register a suite; aborts the runner on registry failure */

@@ -25,6 +25,7 @@ static const struct {
     {"checkpoint", lq_test_checkpoint_suite},
     {"tokenizer", lq_test_tokenizer_suite},
     {"kernels", lq_test_kernels_suite},
+    {"model", lq_test_model_suite},
 };
 
 /* ---- helpers for the suites ---- */

@@ -705,7 +705,8 @@ static void test_json_large_object_performance(void)
     CU_ASSERT_EQUAL_FATAL(lq_json_parse(s, len, NULL, &doc, &err), LQ_OK);
     double dt = now_s() - t0;
     printf("\n    100k-key object (%zu bytes) parsed in %.3f s ", len, dt);
-    CU_ASSERT(dt < 1.0);
+    /* not a timing test: the bound only catches quadratic behaviour (minutes), even under ASan on a busy machine */
+    CU_ASSERT(dt < 30.0);
     const lq_json *root = lq_json_root(doc);
     CU_ASSERT_EQUAL(root->n, n);
     CU_ASSERT_STRING_EQUAL(root->items[n - 1].key, "model.layers.99999.weight");
@@ -725,7 +726,7 @@ static void test_json_large_object_performance(void)
     t0 = now_s();
     CU_ASSERT_EQUAL(lq_json_parse(s, len, NULL, &doc, &err), LQ_ERR_FORMAT);
     dt = now_s() - t0;
-    CU_ASSERT(dt < 1.0);
+    CU_ASSERT(dt < 30.0);
     CU_ASSERT(strstr(err.msg, "duplicate key \"ppppp") != NULL);
     CU_ASSERT_EQUAL(s[err.offset], '"');
     CU_ASSERT(strncmp(s + err.offset - 1, ",\"pppp", 6) == 0);

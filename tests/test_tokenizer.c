@@ -67,10 +67,11 @@ typedef struct {
 static lines split_lines(char *buf, size_t len) {
     lines  L = {0};
     size_t n = 0;
-    for (size_t i = 0; i < len; i++) n += buf[i] == '\n';
+    for (size_t i = 0; i < len; i++)
+        n += buf[i] == '\n';
     if (len && buf[len - 1] != '\n') n++;
-    L.s   = malloc((n + 1) * sizeof *L.s);
-    L.len = malloc((n + 1) * sizeof *L.len);
+    L.s          = malloc((n + 1) * sizeof *L.s);
+    L.len        = malloc((n + 1) * sizeof *L.len);
     size_t start = 0;
     for (size_t i = 0; i <= len && L.n < n; i++) {
         if (i == len || buf[i] == '\n') {
@@ -90,7 +91,8 @@ static void free_lines(lines *L) {
 static uint32_t fnv32(const int32_t *ids, size_t n) {
     uint32_t h = 0x811C9DC5u;
     for (size_t i = 0; i < n; i++)
-        for (int b = 0; b < 4; b++) h = (h ^ (((uint32_t)ids[i] >> (8 * b)) & 0xFF)) * 0x01000193u;
+        for (int b = 0; b < 4; b++)
+            h = (h ^ (((uint32_t)ids[i] >> (8 * b)) & 0xFF)) * 0x01000193u;
     return h;
 }
 
@@ -119,7 +121,8 @@ static record *read_expected(const char *name, size_t *n_rec) {
         rec[i].hash      = (uint32_t)strtoul(p, &p, 16);
         if ((p = strchr(p, ':')) != NULL) {
             rec[i].ids = malloc((rec[i].count + 1) * sizeof(int32_t));
-            for (size_t k = 0; k < rec[i].count; k++) rec[i].ids[k] = (int32_t)strtol(p + 1, &p, 10);
+            for (size_t k = 0; k < rec[i].count; k++)
+                rec[i].ids[k] = (int32_t)strtol(p + 1, &p, 10);
         }
     }
     *n_rec = L.n;
@@ -129,13 +132,15 @@ static record *read_expected(const char *name, size_t *n_rec) {
 }
 
 static void free_expected(record *r, size_t n) {
-    for (size_t i = 0; r && i < n; i++) free(r[i].ids);
+    for (size_t i = 0; r && i < n; i++)
+        free(r[i].ids);
     free(r);
 }
 
 static void print_ids(const char *label, const int32_t *ids, size_t n) {
     fprintf(stderr, "    %s (%zu):", label, n);
-    for (size_t i = 0; i < n && i < 40; i++) fprintf(stderr, " %d", ids[i]);
+    for (size_t i = 0; i < n && i < 40; i++)
+        fprintf(stderr, " %d", ids[i]);
     fprintf(stderr, n > 40 ? " ...\n" : "\n");
 }
 
@@ -167,7 +172,8 @@ static size_t collapse_spaces(const char *s, size_t n, char *out) {
         if (s[i] == ' ' && (o == 0 || out[o - 1] == ' ')) continue;
         out[o++] = s[i];
     }
-    while (o > 0 && out[o - 1] == ' ') o--;
+    while (o > 0 && out[o - 1] == ' ')
+        o--;
     return o;
 }
 
@@ -175,7 +181,7 @@ static size_t collapse_spaces(const char *s, size_t n, char *out) {
 static size_t check_lines(const lq_tokenizer *t, const lines *L, const char *expected, bool spm_collapse,
                           double *secs) {
     size_t  n_rec = 0, ok = 0;
-    record *rec   = read_expected(expected, &n_rec);
+    record *rec = read_expected(expected, &n_rec);
     CU_ASSERT_PTR_NOT_NULL_FATAL(rec);
     CU_ASSERT_EQUAL(n_rec, L->n);
     int          reported = 0;
@@ -211,17 +217,16 @@ static lines read_text(const char *path, char **buf) {
 static bool have_spm_encode(void) { return system("command -v spm_encode >/dev/null 2>&1") == 0; }
 
 /* spm_encode on every line of `text_path`: the ids of line i must equal ours */
-static size_t check_spm_encode_live(const lq_tokenizer *t, const char *model, const char *text_path,
-                                    const lines *L) {
+static size_t check_spm_encode_live(const lq_tokenizer *t, const char *model, const char *text_path, const lines *L) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "spm_encode --model='%s' --output_format=id < '%s'", model, text_path);
     FILE *p = popen(cmd, "r");
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
-    char   *line = NULL;
-    size_t  cap = 0, i = 0, ok = 0;
-    ssize_t r;
-    int     reported = 0;
-    int32_t *want    = malloc(MAX_IDS * sizeof *want);
+    char    *line = NULL;
+    size_t   cap = 0, i = 0, ok = 0;
+    ssize_t  r;
+    int      reported = 0;
+    int32_t *want     = malloc(MAX_IDS * sizeof *want);
     while ((r = getline(&line, &cap, p)) >= 0 && i < L->n) {
         size_t n = 0;
         char  *q = line;
@@ -232,7 +237,7 @@ static size_t check_spm_encode_live(const lq_tokenizer *t, const char *model, co
             if (n < MAX_IDS) want[n++] = (int32_t)v;
             q = e;
         }
-        const size_t k = encode(t, L->s[i], L->len[i], false);
+        const size_t k    = encode(t, L->s[i], L->len[i], false);
         const bool   same = k == n && memcmp(g_ids, want, n * sizeof *want) == 0;
         if (!same && reported++ < 3) {
             fprintf(stderr, "\n  spm_encode vs ours, %s line %zu:\n", text_path, i + 1);
@@ -270,8 +275,8 @@ static lq_tokenizer *open_gz(const char *path) {
 /* ---- SentencePiece vs spm_encode ---- */
 
 static void test_tokenizer_spm_matches_spm_encode(void) {
-    const char   *model = lq_test_shared("stories260K/tok512.model");
-    char          model_path[1024];
+    const char *model = lq_test_shared("stories260K/tok512.model");
+    char        model_path[1024];
     snprintf(model_path, sizeof model_path, "%s", model);
     lq_tokenizer *t = open_or_fail(model_path, 0);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
@@ -343,10 +348,10 @@ static void test_tokenizer_llama2c_reference_ids(void) {
     CU_ASSERT_EQUAL(lq_tokenizer_bos(t), 1);
     CU_ASSERT_EQUAL(lq_tokenizer_eos(t), 2);
     /* REFERENCE.md §9 */
-    static const int32_t once[] = {1, 403, 407, 261, 378};
-    static const int32_t fox[]  = {1,   385, 328, 432, 261, 280, 305, 330, 272, 414, 444, 272,
-                                   277, 264, 261, 262, 415, 271, 422, 410, 354, 422, 318, 264,
-                                   285, 265, 334, 341, 334, 412, 433, 259, 276, 411, 426};
+    static const int32_t once[]  = {1, 403, 407, 261, 378};
+    static const int32_t fox[]   = {1,   385, 328, 432, 261, 280, 305, 330, 272, 414, 444, 272,
+                                    277, 264, 261, 262, 415, 271, 422, 410, 354, 422, 318, 264,
+                                    285, 265, 334, 341, 334, 412, 433, 259, 276, 411, 426};
     static const int32_t hello[] = {1, 270, 485, 306, 414, 410, 233, 154, 168, 233, 159, 175};
     static const struct {
         const char    *text;
@@ -363,9 +368,9 @@ static void test_tokenizer_llama2c_reference_ids(void) {
     CU_ASSERT_STRING_EQUAL(lq_tokenizer_piece(t, 410), " ");
     /* decode(encode(x)) == x on every TinyStories line, and the llama2.c
      * encoder agrees with spm_encode wherever spm would not collapse spaces */
-    char  *buf;
-    lines  L = read_text(lq_test_shared("tinystories/tinystories_train_excerpt.txt"), &buf);
-    size_t n_rec;
+    char   *buf;
+    lines   L = read_text(lq_test_shared("tinystories/tinystories_train_excerpt.txt"), &buf);
+    size_t  n_rec;
     record *rec = read_expected("tok512_tinystories.ids.gz", &n_rec);
     CU_ASSERT_PTR_NOT_NULL_FATAL(rec);
     size_t round = 0, same_as_spm = 0, comparable = 0;
@@ -465,7 +470,7 @@ static char *variant_json(const char *src, size_t len, const char *pattern, bool
     const char *b = a ? strstr(a, "},") : NULL;
     if (!a || !b) return NULL;
     b += 2;
-    char  *esc = malloc(strlen(pattern) * 2 + 1), *e = esc;
+    char *esc = malloc(strlen(pattern) * 2 + 1), *e = esc;
     for (const char *p = pattern; *p; p++) {
         if (*p == '\\' || *p == '"') *e++ = '\\';
         *e++ = *p;
@@ -526,8 +531,8 @@ static void test_tokenizer_hf_regex_variants(void) {
         CU_ASSERT_PTR_NOT_NULL_FATAL(tab);
         *tab             = 0;
         const char *name = P.s[i], *re = tab + 1;
-        size_t      vlen;
-        char       *js = variant_json(src, len, re, strcmp(name, "qwen2") == 0, strcmp(name, "llama3") == 0, &vlen);
+        size_t      vlen = 0;
+        char       *js   = variant_json(src, len, re, strcmp(name, "qwen2") == 0, strcmp(name, "llama3") == 0, &vlen);
         CU_ASSERT_PTR_NOT_NULL_FATAL(js);
         lq_tokenizer *t = NULL;
         CU_ASSERT_EQUAL_FATAL(lq_tokenizer_open_mem(js, vlen, 0, &t), LQ_OK);
@@ -554,8 +559,8 @@ static void test_tokenizer_hf_regex_variants(void) {
 
 /* Llama-2 style tokenizer.json built from tok512's pieces = the SentencePiece model */
 static void test_tokenizer_hf_llama2_style(void) {
-    char *buf;
-    lines L = read_text(lq_test_shared("tinystories/tinystories_train_excerpt.txt"), &buf);
+    char              *buf;
+    lines              L       = read_text(lq_test_shared("tinystories/tinystories_train_excerpt.txt"), &buf);
     static const char *kinds[] = {"legacy", "metaspace"};
     for (int k = 0; k < 2; k++) {
         char path[256];
@@ -585,6 +590,25 @@ static void test_tokenizer_hf_llama2_style(void) {
     fprintf(stderr, "\n");
     free_lines(&L);
     free(buf);
+}
+
+/* added tokens with single_word / lstrip / rstrip / normalized, NFC,
+ * ignore_merges and the Llama-3 regex on a tiny byte-level vocabulary (the
+ * fuzz seed, after its mode byte) */
+static void test_tokenizer_hf_added_tokens(void) {
+    size_t len;
+    char  *js = gz_read("tests/fuzz/corpus/tokenizer/byte_level_llama3_json", &len);
+    CU_ASSERT_FATAL(js != NULL && len > 1);
+    lq_tokenizer *t = NULL;
+    CU_ASSERT_EQUAL_FATAL(lq_tokenizer_open_mem(js + 1, len - 1, 0, &t), LQ_OK);
+    free(js);
+    char        *buf;
+    lines        L  = read_text(DATA "stress.txt.gz", &buf);
+    const size_t ok = check_lines(t, &L, "byte_level_added_stress.ids.gz", false, NULL);
+    fprintf(stderr, "\n  byte-level + added tokens: stress %zu/%zu lines = tokenizers\n", ok, L.n);
+    free_lines(&L);
+    free(buf);
+    lq_tokenizer_free(t);
 }
 
 /* ---- API contract ---- */
@@ -635,7 +659,10 @@ static void test_tokenizer_invalid_utf8(void) {
         const char *s;
         int32_t     spm[20], l2c[20];
     } cases[] = {
-        {"a\xff" "b", {261, 242, 194, 192, 430, -1}, {261, 258, 430, -1}},
+        {"a\xff"
+         "b",
+         {261, 242, 194, 192, 430, -1},
+         {261, 258, 430, -1}},
         {"\xe6\x97", {410, 242, 194, 192, 242, 194, 192, -1}, {410, 233, 154, -1}},
         {"\xc0\xaf x", {410, 242, 194, 192, 242, 194, 192, 410, 444, -1}, {410, 195, 178, 410, 444, -1}},
         {"\xef\xbf\xbd", {410, 242, 194, 192, -1}, {410, 242, 194, 192, -1}},
@@ -646,20 +673,29 @@ static void test_tokenizer_invalid_utf8(void) {
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const size_t n = strlen(cases[c].s);
         size_t       k = encode(spm, cases[c].s, n, false), m = 0;
-        while (cases[c].spm[m] >= 0) m++;
+        while (cases[c].spm[m] >= 0)
+            m++;
         CU_ASSERT(k == m && memcmp(g_ids, cases[c].spm, m * sizeof(int32_t)) == 0);
         k = encode(l2c, cases[c].s, n, false);
-        for (m = 0; cases[c].l2c[m] >= 0;) m++;
+        for (m = 0; cases[c].l2c[m] >= 0;)
+            m++;
         CU_ASSERT(k == m && memcmp(g_ids, cases[c].l2c, m * sizeof(int32_t)) == 0);
     }
     /* tokenizer.json: ill-formed UTF-8 is what Python's errors="replace" makes of it */
     int32_t a[16];
-    size_t  ka = encode(hf, "a\xff" "b", 3, false);
+    size_t  ka = encode(hf,
+                        "a\xff"
+                         "b",
+                        3, false);
     CU_ASSERT_EQUAL(ka, 3);
     memcpy(a, g_ids, sizeof(int32_t) * 3);
-    CU_ASSERT_EQUAL(encode(hf, "a\xef\xbf\xbd" "b", 5, false), 3);
+    CU_ASSERT_EQUAL(encode(hf,
+                           "a\xef\xbf\xbd"
+                           "b",
+                           5, false),
+                    3);
     CU_ASSERT_EQUAL(memcmp(a, g_ids, 3 * sizeof(int32_t)), 0);
-    CU_ASSERT_EQUAL(a[1], 4210); /* tokenizers: "\ufffd" -> 4210 */
+    CU_ASSERT_EQUAL(a[1], 4210);                          /* tokenizers: "\ufffd" -> 4210 */
     CU_ASSERT_EQUAL(encode(hf, "\xe6\x97", 2, false), 1); /* a truncated sequence is one U+FFFD */
     CU_ASSERT_EQUAL(g_ids[0], 4210);
     lq_tokenizer_free(spm);
@@ -764,13 +800,14 @@ static void test_tokenizer_hostile_sentencepiece(void) {
     for (int i = 0; i < 300; i++) {
         uint8_t *c = malloc(len);
         memcpy(c, m, len);
-        for (int f = 0; f < 1 + i % 4; f++) c[lq_test_rand(&seed) % len] ^= (uint8_t)(1 + lq_test_rand(&seed) % 255);
+        for (int f = 0; f < 1 + i % 4; f++)
+            c[lq_test_rand(&seed) % len] ^= (uint8_t)(1 + lq_test_rand(&seed) % 255);
         (void)open_bytes(c, len, 0);
         free(c);
     }
     free(m);
     /* hand-made damage */
-    static const uint8_t varint11[] = {0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01};
+    static const uint8_t varint11[]   = {0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01};
     static const uint8_t varint_ovf[] = {0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F};
     static const uint8_t huge_len[]   = {0x0A, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0x00};
     static const uint8_t len_past[]   = {0x0A, 0x05, 0x0A, 0x01, 0x61};
@@ -822,7 +859,8 @@ static void test_tokenizer_hostile_llama2c(void) {
     uint8_t *m = lq_test_read_file(lq_test_shared("stories260K/tok512.bin"), &len);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     int bad = 0;
-    for (size_t n = 0; n < len; n += 7) bad += open_bytes(m, n, 512) != LQ_ERR_FORMAT;
+    for (size_t n = 0; n < len; n += 7)
+        bad += open_bytes(m, n, 512) != LQ_ERR_FORMAT;
     CU_ASSERT_EQUAL(bad, 0);
     CU_ASSERT_EQUAL(open_bytes(m, len, 512), LQ_OK);
     CU_ASSERT_EQUAL(open_bytes(m, len, 511), LQ_ERR_FORMAT); /* bytes left over */
@@ -839,7 +877,7 @@ static void test_tokenizer_hostile_llama2c(void) {
     free(m);
     /* a tiny vocabulary: byte fallback ids past the end become 0, no " " piece */
     static const uint8_t tiny[] = {1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 'a', 0, 0, 0x80, 0xBF, 1, 0, 0, 0, 'b'};
-    lq_tokenizer *t = NULL;
+    lq_tokenizer        *t      = NULL;
     CU_ASSERT_EQUAL_FATAL(lq_tokenizer_open_mem(tiny, sizeof tiny, 2, &t), LQ_OK);
     size_t k;
     CU_ASSERT_EQUAL(lq_tokenizer_encode(t, "abz", 3, false, g_ids, 16, &k), LQ_OK);
@@ -917,7 +955,8 @@ static void test_tokenizer_hostile_json(void) {
     char  *js = gz_read(DATA "tok512_legacy.json.gz", &len);
     CU_ASSERT_PTR_NOT_NULL_FATAL(js);
     int bad = 0;
-    for (size_t n = 0; n < len; n += 97) bad += open_bytes(js, n, 0) == LQ_OK;
+    for (size_t n = 0; n < len; n += 97)
+        bad += open_bytes(js, n, 0) == LQ_OK;
     CU_ASSERT_EQUAL(bad, 0);
     free(js);
     /* a merge of unknown tokens names them */
@@ -976,6 +1015,7 @@ CU_pSuite lq_test_tokenizer_suite(void) {
     LQ_ADD_TEST(s, test_tokenizer_hf_gpt2_matches_tokenizers);
     LQ_ADD_TEST(s, test_tokenizer_hf_regex_variants);
     LQ_ADD_TEST(s, test_tokenizer_hf_llama2_style);
+    LQ_ADD_TEST(s, test_tokenizer_hf_added_tokens);
     LQ_ADD_TEST(s, test_tokenizer_small_buffer_and_empty_text);
     LQ_ADD_TEST(s, test_tokenizer_invalid_utf8);
     LQ_ADD_TEST(s, test_tokenizer_hostile_sentencepiece);

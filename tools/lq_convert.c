@@ -108,8 +108,7 @@ static void remove_tree(const char *dir) {
         while ((e = readdir(d))) {
             if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
             char p[PATH_MAX];
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            unlink(p);
+            if (cli_join(p, sizeof p, dir, e->d_name)) unlink(p);
         }
         closedir(d);
     }
@@ -119,7 +118,7 @@ static void remove_tree(const char *dir) {
 /* config.json: the input's, with torch_dtype/dtype updated; or synthesized */
 static lq_status write_config(const lq_checkpoint *ck, const char *stage, lq_dtype out_dtype, bool dtype_changed) {
     char out_path[PATH_MAX];
-    snprintf(out_path, sizeof out_path, "%s/config.json", stage);
+    if (!cli_join(out_path, sizeof out_path, stage, "config.json")) return LQ_ERR_INVALID_ARG;
     char  *text = NULL;
     size_t len  = 0;
     if (lq_checkpoint_kind(ck) == LQ_CKPT_LLAMA2C) {
@@ -129,7 +128,7 @@ static lq_status write_config(const lq_checkpoint *ck, const char *stage, lq_dty
         if (lq_hfconfig_to_json(&c, &text, &len) != LQ_OK) return LQ_ERR_NOMEM;
     } else {
         char in_path[PATH_MAX];
-        snprintf(in_path, sizeof in_path, "%s/config.json", lq_checkpoint_dir(ck));
+        if (!cli_join(in_path, sizeof in_path, lq_checkpoint_dir(ck), "config.json")) return LQ_ERR_INVALID_ARG;
         FILE *f = fopen(in_path, "rb");
         if (!f) {
             DISPLAY(2, "%s: warning: no config.json beside the input; the output has none either\n", g_tool);
@@ -428,10 +427,13 @@ int main(int argc, char **argv) {
         size_t l = strlen(tmp);
         while (l > 1 && tmp[l - 1] == '/') tmp[--l] = 0;
         const char *slash = strrchr(tmp, '/');
-        if (slash)
-            snprintf(stage, sizeof stage, "%.*s/.%s.lq-tmp-XXXXXX", (int)(slash - tmp), tmp, slash + 1);
-        else
-            snprintf(stage, sizeof stage, ".%s.lq-tmp-XXXXXX", tmp);
+        const int sn = slash ? snprintf(stage, sizeof stage, "%.*s/.%s.lq-tmp-XXXXXX", (int)(slash - tmp), tmp, slash + 1)
+                             : snprintf(stage, sizeof stage, ".%s.lq-tmp-XXXXXX", tmp);
+        if (sn < 0 || (size_t)sn >= sizeof stage) {
+            cli_error("%s: path too long", out_dir);
+            stage[0] = 0;
+            goto done;
+        }
         if (!mkdtemp(stage)) {
             cli_error("cannot create a staging directory beside %s: %s", out_dir, strerror(errno));
             stage[0] = 0;
@@ -502,7 +504,7 @@ int main(int argc, char **argv) {
     }
     {
         char tok_to[PATH_MAX], found[PATH_MAX];
-        snprintf(tok_to, sizeof tok_to, "%s/tokenizer.model", stage);
+        if (!cli_join(tok_to, sizeof tok_to, stage, "tokenizer.model")) goto done;
         if (access(tok_to, F_OK) != 0 && lq_checkpoint_kind(ck) == LQ_CKPT_LLAMA2C &&
             find_single_model_file(src_dir, found, sizeof found)) {
             if (copy_file(found, tok_to) != 0) {
@@ -532,8 +534,7 @@ int main(int argc, char **argv) {
             while ((e = readdir(d))) {
                 if (!is_weight_file(e->d_name)) continue;
                 char pth[PATH_MAX];
-                snprintf(pth, sizeof pth, "%s/%s", out_dir, e->d_name);
-                unlink(pth);
+                if (cli_join(pth, sizeof pth, out_dir, e->d_name)) unlink(pth);
             }
             closedir(d);
         }
@@ -543,9 +544,8 @@ int main(int argc, char **argv) {
             while ((e = readdir(s))) {
                 if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
                 char from[PATH_MAX], to[PATH_MAX];
-                snprintf(from, sizeof from, "%s/%s", stage, e->d_name);
-                snprintf(to, sizeof to, "%s/%s", out_dir, e->d_name);
-                if (rename(from, to) != 0) {
+                if (!cli_join(from, sizeof from, stage, e->d_name) || !cli_join(to, sizeof to, out_dir, e->d_name) ||
+                    rename(from, to) != 0) {
                     cli_error("cannot move %s into %s: %s", from, out_dir, strerror(errno));
                     closedir(s);
                     goto done;

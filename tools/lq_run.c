@@ -116,7 +116,7 @@ static lq_status open_tokenizer(const char *model_path, const lq_model *m, const
     else
         snprintf(d, sizeof d, ".");
     char path[4200];
-    snprintf(path, sizeof path, "%s/tokenizer.bin", d);
+    if (!cli_join(path, sizeof path, d, "tokenizer.bin")) return LQ_ERR_INVALID_ARG;
     struct stat sb;
     if (stat(path, &sb) == 0) return lq_tokenizer_open(path, V, out);
     DIR *dd = opendir(d);
@@ -126,7 +126,7 @@ static lq_status open_tokenizer(const char *model_path, const lq_model *m, const
         while ((e = readdir(dd))) {
             const size_t l = strlen(e->d_name);
             if (!strncmp(e->d_name, "tok", 3) && l > 4 && !strcmp(e->d_name + l - 4, ".bin")) {
-                if (found++ == 0) snprintf(path, sizeof path, "%s/%s", d, e->d_name);
+                if (found++ == 0 && !cli_join(path, sizeof path, d, e->d_name)) found = 2;
             }
         }
         closedir(dd);

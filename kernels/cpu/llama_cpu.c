@@ -9,8 +9,13 @@
  *                              rmsnorm square sum stays a sequential f64 chain)
  *   swiglu                     exp from vf_exp (AVX-512: <= 2 ulp from expf;
  *                              elsewhere libm expf, then bit-identical)
- *   attention                  dot products and the softmax sum in LQ_VL lanes,
- *                              exp from vf_exp
+ *   attention                  per (token, head): scores, f32 softmax with the
+ *                              max subtracted (sum in LQ_VL lanes, exp from
+ *                              vf_exp), then Σ a_p·v_p in registers across p.
+ *                              With >= ATTN_KT_MIN_QUERIES queries per kv head
+ *                              (prefill) the keys are transposed once so that
+ *                              scores come LQ_VL at a time without horizontal
+ *                              sums; O(n · pos) work either way
  *   log_softmax                the f64 exp sum in 8 lanes (AVX-512: an f64
  *                              exp with ~1e-16 relative error), so the
  *                              log-sum-exp nearly always rounds to _ref's. */

@@ -45,7 +45,11 @@
 #ifndef GEMV_PF
 #define GEMV_PF 1024 /* software prefetch distance in weight bytes (0: off) */
 #endif
+#ifndef GEMV_PFNEXT
+#define GEMV_PFNEXT 0 /* 1: prefetch the next row group instead           */
+#endif
 
+#ifndef MR
 #if defined(LQ_SIMD_AVX512)
 #define MR 8 /* tokens per register tile                                  */
 #define NV 3 /* vectors of rows per register tile: NR = 48 rows           */
@@ -56,9 +60,14 @@
 #define MR 4
 #define NV 2
 #endif
-#define NR        (NV * LQ_VL)
-#define KC        256 /* columns per packed panel                          */
-#define NC_PANELS 2   /* NR-row panels per work item                       */
+#endif
+#define NR (NV * LQ_VL)
+#ifndef KC
+#define KC 256 /* columns per packed panel                                */
+#endif
+#ifndef NC_PANELS
+#define NC_PANELS 2 /* NR-row panels per work item                        */
+#endif
 
 static bool dtype_ok(lq_dtype t) { return t == LQ_DTYPE_F32 || t == LQ_DTYPE_F16 || t == LQ_DTYPE_BF16; }
 
@@ -70,7 +79,7 @@ static size_t dtype_size(lq_dtype t) { return t == LQ_DTYPE_F32 ? 4 : 2; }
  * written only for b < nr. One accumulator per (row, token). */
 static LQ_ALWAYS_INLINE void gemv_tile(const lq_dtype dt, const int NT, float *y, const int64_t ldy,
                                        const float *const *xr, const uint8_t *const *wr, const int nr,
-                                       const int64_t cols, const float *bias) {
+                                       const int64_t cols, const float *bias, const uint8_t *next) {
     lq_vf acc[GEMV_RB][4];
     LQ_UNROLL(8)
     for (int b = 0; b < GEMV_RB; b++)
@@ -82,9 +91,12 @@ static LQ_ALWAYS_INLINE void gemv_tile(const lq_dtype dt, const int NT, float *y
         lq_vf wv[GEMV_RB];
         LQ_UNROLL(8)
         for (int b = 0; b < GEMV_RB; b++) {
-            if (GEMV_PF) LQ_PREFETCH(wr[b] + (size_t)k * esz + GEMV_PF);
+            if (GEMV_PF && !GEMV_PFNEXT) LQ_PREFETCH(wr[b] + (size_t)k * esz + GEMV_PF);
             wv[b] = lq__load_w(dt, wr[b], k);
         }
+        if (GEMV_PFNEXT)
+            for (size_t off = 0; off < GEMV_RB * LQ_VL * esz; off += 64)
+                LQ_PREFETCH(next + (size_t)k * esz * GEMV_RB + off);
         LQ_UNROLL(4)
         for (int t = 0; t < NT; t++) {
             const lq_vf xv = vf_load(xr[t] + k);
@@ -120,12 +132,13 @@ static LQ_ALWAYS_INLINE void gemv_group_dt(const lq_dtype dt, float *y, const fl
         const int    nt = (int)LQ_MIN((int64_t)GEMV_TB, n - t0);
         const float *xr[4];
         for (int t = 0; t < 4; t++) xr[t] = x + (t0 + LQ_MIN(t, nt - 1)) * cols;
-        float *const yt = y + t0 * rows + r0;
+        float *const   yt   = y + t0 * rows + r0;
+        const uint8_t *next = (const uint8_t *)w->data + (size_t)(r0 + GEMV_RB) * rsz;
         switch (nt) {
-        case 1: gemv_tile(dt, 1, yt, rows, xr, wr, nr, cols, bb); break;
-        case 2: gemv_tile(dt, 2, yt, rows, xr, wr, nr, cols, bb); break;
-        case 3: gemv_tile(dt, 3, yt, rows, xr, wr, nr, cols, bb); break;
-        default: gemv_tile(dt, 4, yt, rows, xr, wr, nr, cols, bb); break;
+        case 1: gemv_tile(dt, 1, yt, rows, xr, wr, nr, cols, bb, next); break;
+        case 2: gemv_tile(dt, 2, yt, rows, xr, wr, nr, cols, bb, next); break;
+        case 3: gemv_tile(dt, 3, yt, rows, xr, wr, nr, cols, bb, next); break;
+        default: gemv_tile(dt, 4, yt, rows, xr, wr, nr, cols, bb, next); break;
         }
     }
 }

@@ -10,8 +10,11 @@
  * one device-to-host copy of the logits, which is also the only
  * synchronization. The sequence per layer is the one of lq_model's CPU path
  * (libquant/model.c): rmsnorm, q/k/v (k and v written straight into the
- * cache rows pos0.., then k roped in place), attention, o, residual,
- * rmsnorm, gate/up, SwiGLU, down, residual. Not thread-safe per model. */
+ * cache rows pos0.., then q and k roped in one launch), attention, o with
+ * the residual add fused (x += att · Woᵀ), rmsnorm, gate/up, SwiGLU, down
+ * (x += h · Wdᵀ). Per decoded token and layer: 2 rmsnorm, 4 activation
+ * roundings (F16/BF16), 7 GEMV, rope, attention, SwiGLU. Not thread-safe
+ * per model. */
 #include "llama_cuda_internal.cuh"
 
 #include <limits.h>
@@ -35,7 +38,6 @@ struct lq_cuda_llama {
     float           *xb;       /* (max_batch, dim) normed input of a matmul group    */
     float           *q;        /* (max_batch, n_heads * head_dim)                    */
     float           *att;      /* (max_batch, n_heads * head_dim) attention output   */
-    float           *ob;       /* (max_batch, dim) o_proj / down_proj output         */
     float           *hg, *hu;  /* (max_batch, hidden) gate (then SwiGLU) and up      */
     float           *logits;   /* (max_batch, vocab)                                 */
     void            *scratch;  /* activations rounded for F16/BF16 matmuls           */
@@ -146,7 +148,6 @@ static void layout_acts(lq_cuda_llama *m, arena *a) {
     m->xb      = static_cast<float *>(arena_take(a, B * w->dim, sizeof(float)));
     m->q       = static_cast<float *>(arena_take(a, B * QD, sizeof(float)));
     m->att     = static_cast<float *>(arena_take(a, B * QD, sizeof(float)));
-    m->ob      = static_cast<float *>(arena_take(a, B * w->dim, sizeof(float)));
     m->hg      = static_cast<float *>(arena_take(a, B * w->hidden, sizeof(float)));
     m->hu      = static_cast<float *>(arena_take(a, B * w->hidden, sizeof(float)));
     m->logits  = static_cast<float *>(arena_take(a, B * w->vocab, sizeof(float)));
@@ -280,7 +281,13 @@ extern "C" lq_status lq_cuda_llama_init(const lq_llama_weights *w, int64_t max_s
  * group reuse the rounded input when the weight dtype is the same */
 static lq_status matmul(lq_cuda_llama *m, float *y, const float *x, int64_t n, const lq_weight *w, const float *bias,
                         bool reuse) {
-    return lq__cuda_matmul(m->blas, y, x, n, w, bias, m->scratch, reuse);
+    return lq__cuda_matmul(m->blas, y, x, n, w, bias, m->scratch, reuse, false);
+}
+
+/* y += x · wᵀ (+ bias): o_proj and down_proj with the residual add fused */
+static lq_status matmul_add(lq_cuda_llama *m, float *y, const float *x, int64_t n, const lq_weight *w,
+                            const float *bias) {
+    return lq__cuda_matmul(m->blas, y, x, n, w, bias, m->scratch, false, true);
 }
 
 extern "C" lq_status lq_cuda_llama_forward(lq_cuda_llama *m, const int32_t *tokens, int64_t n, int64_t pos0,
@@ -309,17 +316,14 @@ extern "C" lq_status lq_cuda_llama_forward(lq_cuda_llama *m, const int32_t *toke
         LQ_TRY(matmul(m, m->q, m->xb, n, &y->wq, y->bq, false));
         LQ_TRY(matmul(m, kn, m->xb, n, &y->wk, y->bk, y->wk.dtype == y->wq.dtype));
         LQ_TRY(matmul(m, vn, m->xb, n, &y->wv, y->bv, y->wv.dtype == y->wk.dtype));
-        LQ_TRY(lq__cuda_rope(m->q, NULL, pos0, n, H, hd, w->inv_freq, w->rope_neox));
-        LQ_TRY(lq__cuda_rope(kn, NULL, pos0, n, KVH, hd, w->inv_freq, w->rope_neox));
+        LQ_TRY(lq__cuda_rope(m->q, H, kn, KVH, NULL, pos0, n, hd, w->inv_freq, w->rope_neox));
         LQ_TRY(lq__cuda_attention(m->att, m->q, kc, vc, n, pos0, H, KVH, hd, KVD));
-        LQ_TRY(matmul(m, m->ob, m->att, n, &y->wo, y->bo, false));
-        LQ_TRY(lq__cuda_add(m->x, m->ob, n * D));
+        LQ_TRY(matmul_add(m, m->x, m->att, n, &y->wo, y->bo));
         LQ_TRY(lq__cuda_rmsnorm(m->xb, m->x, &y->ffn_norm, n, D, eps));
         LQ_TRY(matmul(m, m->hg, m->xb, n, &y->w_gate, NULL, false));
         LQ_TRY(matmul(m, m->hu, m->xb, n, &y->w_up, NULL, y->w_up.dtype == y->w_gate.dtype));
         LQ_TRY(lq__cuda_swiglu(m->hg, m->hg, m->hu, n * F));
-        LQ_TRY(matmul(m, m->ob, m->hg, n, &y->w_down, NULL, false));
-        LQ_TRY(lq__cuda_add(m->x, m->ob, n * D));
+        LQ_TRY(matmul_add(m, m->x, m->hg, n, &y->w_down, NULL));
     }
     const int64_t first = last_only ? n - 1 : 0, rows = n - first;
     LQ_TRY(lq__cuda_rmsnorm(m->xb, m->x + first * D, &w->norm, rows, D, eps));

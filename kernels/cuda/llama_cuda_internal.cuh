@@ -55,8 +55,10 @@ static inline unsigned int lq__grid_for(int64_t count, int block) {
  *  needs for `n` rows against `w` (0 for F32 weights). */
 size_t lq__cuda_matmul_scratch_bytes(int64_t n, const lq_weight *w);
 
-/*! lq__cuda_matmul() : y (n, w->rows) = x (n, w->cols) · wᵀ + bias, enqueued on
- *  `blas`'s stream (the default stream here). F32: cublasSgemm, no TF32.
+/*! lq__cuda_matmul() : y (n, w->rows) = x (n, w->cols) · wᵀ + bias, or with
+ *  `accumulate` y += x · wᵀ + bias (the residual add fused: GEMV adds
+ *  y + (acc + bias) like the reference, cuBLAS uses beta = 1 and adds the
+ *  bias after), enqueued on the default stream. F32: cublasSgemm, no TF32.
  *  F16/BF16: x is rounded to the weight's type in `scratch`
  *  (lq__cuda_matmul_scratch_bytes bytes); n = 1 runs the GEMV kernel, n > 1
  *  cublasGemmEx with f32 accumulation. `reuse_scratch`: the previous call
@@ -64,7 +66,7 @@ size_t lq__cuda_matmul_scratch_bytes(int64_t n, const lq_weight *w);
  *  prepared x (q/k/v and gate/up share their input). Dimensions <= INT_MAX
  *  (checked by the callers). */
 lq_status lq__cuda_matmul(cublasHandle_t blas, float *y, const float *x, int64_t n, const lq_weight *w,
-                          const float *bias, void *scratch, bool reuse_scratch);
+                          const float *bias, void *scratch, bool reuse_scratch, bool accumulate);
 
 /*! lq__cuda_blas_create() : a handle on the default stream, CUBLAS_DEFAULT_MATH */
 lq_status lq__cuda_blas_create(cublasHandle_t *out);
@@ -75,14 +77,14 @@ lq_status lq__cuda_blas_create(cublasHandle_t *out);
  * that row is written as zeros */
 lq_status lq__cuda_embed(float *out, const lq_weight *table, const int32_t *ids, int64_t n, int *bad);
 lq_status lq__cuda_rmsnorm(float *y, const float *x, const lq_weight *w, int64_t n, int64_t dim, float eps);
-/* positions: pos[t] when pos != NULL, else pos0 + t */
-lq_status lq__cuda_rope(float *x, const int32_t *pos, int64_t pos0, int64_t n, int64_t n_heads, int64_t head_dim,
-                        const float *inv_freq, bool neox);
+/* rotates q (n, n_heads_q, head_dim) and, in the same launch, k (n,
+ * n_heads_k, head_dim; may be NULL with n_heads_k = 0); positions pos[t]
+ * when pos != NULL, else pos0 + t */
+lq_status lq__cuda_rope(float *q, int64_t n_heads_q, float *k, int64_t n_heads_k, const int32_t *pos, int64_t pos0,
+                        int64_t n, int64_t head_dim, const float *inv_freq, bool neox);
 lq_status lq__cuda_attention(float *out, const float *q, const float *k_cache, const float *v_cache, int64_t n,
                              int64_t pos0, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t kv_stride);
 lq_status lq__cuda_swiglu(float *out, const float *gate, const float *up, int64_t n);
-/* x (n) += y (n) */
-lq_status lq__cuda_add(float *x, const float *y, int64_t n);
 lq_status lq__cuda_log_softmax(float *out, const float *logits, int64_t n, int64_t vocab);
 
 /* the attention kernel's limit on head_dim (shared memory) */

@@ -1,6 +1,6 @@
 /* llama_ops_cuda.cu : the Llama forward-pass ops other than matmul on the
  * device: embedding gather, RMSNorm, RoPE, causal GQA attention over the f32
- * KV cache, SwiGLU, residual add and log-softmax.
+ * KV cache, SwiGLU and log-softmax.
  *
  * Each kernel follows its plain-C reference in kernels/cpu/llama_ref.c:
  * RMSNorm and log-softmax sum in f64, RoPE forms (float)pos · inv_freq in f32
@@ -88,16 +88,19 @@ static __global__ void rmsnorm_kernel(float *y, const float *x, const void *__re
     }
 }
 
-/* x (n, n_heads, head_dim) rotated in place, one thread per pair */
-static __global__ void rope_kernel(float *x, const int32_t *__restrict__ pos, int64_t pos0, int64_t n, int64_t n_heads,
-                                   int64_t head_dim, const float *__restrict__ inv_freq, bool neox) {
-    const int64_t half = head_dim / 2, total = n * n_heads * half, stride = (int64_t)gridDim.x * blockDim.x;
+/* q (n, hq, head_dim) and k (n, hk, head_dim) rotated in place, one thread
+ * per pair; token t's heads are q's hq then k's hk */
+static __global__ void rope_kernel(float *q, int64_t hq, float *k, int64_t hk, const int32_t *__restrict__ pos,
+                                   int64_t pos0, int64_t n, int64_t head_dim, const float *__restrict__ inv_freq,
+                                   bool neox) {
+    const int64_t half = head_dim / 2, heads = hq + hk, total = n * heads * half;
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
-        const int64_t i = idx % half, th = idx / half, t = th / n_heads; /* th = t * n_heads + h */
+        const int64_t i = idx % half, th = idx / half, t = th / heads, h = th - t * heads;
         const float   p = pos ? (float)pos[t] : (float)(pos0 + t);
         const float   a = __fmul_rn(p, inv_freq[i]);
         const float   c = cosf(a), s = sinf(a);
-        float *const  v  = x + th * head_dim;
+        float *const  v  = h < hq ? q + (t * hq + h) * head_dim : k + (t * hk + (h - hq)) * head_dim;
         const int64_t i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
         const float   x0 = v[i0], x1 = v[i1];
         v[i0]            = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
@@ -190,11 +193,6 @@ static __global__ void swiglu_kernel(float *out, const float *gate, const float 
     }
 }
 
-static __global__ void add_kernel(float *x, const float *__restrict__ y, int64_t n) {
-    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) x[i] += y[i];
-}
-
 /* out (n, vocab) = l - (max + log Σ exp(l - max)), the sum in f64 */
 static __global__ void log_softmax_kernel(float *out, const float *logits, int64_t n, int64_t vocab) {
     __shared__ float  redf[33];
@@ -232,11 +230,12 @@ lq_status lq__cuda_rmsnorm(float *y, const float *x, const lq_weight *w, int64_t
     return LQ_OK;
 }
 
-lq_status lq__cuda_rope(float *x, const int32_t *pos, int64_t pos0, int64_t n, int64_t n_heads, int64_t head_dim,
-                        const float *inv_freq, bool neox) {
-    const int64_t total = n * n_heads * (head_dim / 2);
+lq_status lq__cuda_rope(float *q, int64_t n_heads_q, float *k, int64_t n_heads_k, const int32_t *pos, int64_t pos0,
+                        int64_t n, int64_t head_dim, const float *inv_freq, bool neox) {
+    const int64_t total = n * (n_heads_q + n_heads_k) * (head_dim / 2);
     if (total == 0) return LQ_OK;
-    rope_kernel<<<lq__grid_for(total, EW_BLOCK), EW_BLOCK>>>(x, pos, pos0, n, n_heads, head_dim, inv_freq, neox);
+    rope_kernel<<<lq__grid_for(total, EW_BLOCK), EW_BLOCK>>>(q, n_heads_q, k, n_heads_k, pos, pos0, n, head_dim,
+                                                             inv_freq, neox);
     LQ_CUDA_TRY(cudaGetLastError());
     return LQ_OK;
 }
@@ -265,13 +264,6 @@ lq_status lq__cuda_attention(float *out, const float *q, const float *k_cache, c
 lq_status lq__cuda_swiglu(float *out, const float *gate, const float *up, int64_t n) {
     if (n == 0) return LQ_OK;
     swiglu_kernel<<<lq__grid_for(n, EW_BLOCK), EW_BLOCK>>>(out, gate, up, n);
-    LQ_CUDA_TRY(cudaGetLastError());
-    return LQ_OK;
-}
-
-lq_status lq__cuda_add(float *x, const float *y, int64_t n) {
-    if (n == 0) return LQ_OK;
-    add_kernel<<<lq__grid_for(n, EW_BLOCK), EW_BLOCK>>>(x, y, n);
     LQ_CUDA_TRY(cudaGetLastError());
     return LQ_OK;
 }
@@ -350,7 +342,7 @@ extern "C" lq_status lq_cuda_rope(float *x, const int32_t *pos, int64_t n, int64
                  (long long)head_dim);
     if (n == 0) return LQ_OK;
     LQ_RETURN_IF(x == NULL || pos == NULL || inv_freq == NULL, LQ_ERR_INVALID_ARG, "rope: NULL buffer");
-    return finish(lq__cuda_rope(x, pos, 0, n, n_heads, head_dim, inv_freq, neox), "rope");
+    return finish(lq__cuda_rope(x, n_heads, NULL, 0, pos, 0, n, head_dim, inv_freq, neox), "rope");
 }
 
 extern "C" lq_status lq_cuda_attention(float *out, const float *q, const float *k_cache, const float *v_cache,

@@ -63,13 +63,14 @@ template <int WT> static __device__ __forceinline__ float dot8(const uint4 w, co
     return acc;
 }
 
-/* y (rows) = W (rows, cols) · xr (cols) + bias. One warp per row; `vec`:
+/* y (rows) = W (rows, cols) · xr (cols) + bias, or y += that (`accumulate`,
+ * added as y + (acc + bias), the reference's order). One warp per row; `vec`:
  * cols % 8 == 0 and W, xr 16-byte aligned, so every row starts aligned and
  * is read as uint4 (8 weights), GEMV_UNROLL loads issued before any use. */
 template <int WT>
 static __global__ void __launch_bounds__(32 * GEMV_WARPS)
     gemv_kernel(float *__restrict__ y, const float *__restrict__ xr, const unsigned short *__restrict__ W,
-                const float *__restrict__ bias, int64_t rows, int64_t cols, int vec) {
+                const float *__restrict__ bias, int64_t rows, int64_t cols, int vec, int accumulate) {
     const int     lane = threadIdx.x & 31;
     const int64_t row  = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
     if (row >= rows) return; /* the whole warp: no block barrier below */
@@ -97,7 +98,10 @@ static __global__ void __launch_bounds__(32 * GEMV_WARPS)
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xFFFFFFFFu, acc, o);
-    if (lane == 0) y[row] = bias ? acc + bias[row] : acc;
+    if (lane == 0) {
+        const float v = bias ? acc + bias[row] : acc;
+        y[row]        = accumulate ? y[row] + v : v;
+    }
 }
 
 /* y (n, rows) += bias (rows) */
@@ -144,7 +148,7 @@ static lq_status add_bias(float *y, const float *bias, int64_t n, int64_t rows) 
 
 template <int WT>
 static lq_status matmul_half(cublasHandle_t blas, float *y, const float *x, int64_t n, const lq_weight *w,
-                             const float *bias, void *scratch, bool reuse) {
+                             const float *bias, void *scratch, bool reuse, bool accumulate) {
     const int64_t count = n * w->cols;
     if (n == 1) {
         float *const xr = static_cast<float *>(scratch);
@@ -155,7 +159,7 @@ static lq_status matmul_half(cublasHandle_t blas, float *y, const float *x, int6
         const int vec = w->cols % 8 == 0 && (uintptr_t)w->data % 16 == 0 && (uintptr_t)xr % 16 == 0;
         const unsigned int grid = (unsigned int)((w->rows + GEMV_WARPS - 1) / GEMV_WARPS);
         gemv_kernel<WT><<<grid, 32 * GEMV_WARPS>>>(y, xr, static_cast<const unsigned short *>(w->data), bias, w->rows,
-                                                   w->cols, vec);
+                                                   w->cols, vec, accumulate);
         LQ_CUDA_TRY(cudaGetLastError());
         return LQ_OK;
     }
@@ -164,26 +168,26 @@ static lq_status matmul_half(cublasHandle_t blas, float *y, const float *x, int6
         pack_kernel<WT><<<lq__grid_for(count, EW_BLOCK), EW_BLOCK>>>(xh, x, count);
         LQ_CUDA_TRY(cudaGetLastError());
     }
-    const float          one = 1.f, zero = 0.f;
+    const float          one = 1.f, beta = accumulate ? 1.f : 0.f;
     const cudaDataType_t dt  = WT == LQ__WT_F16 ? CUDA_R_16F : CUDA_R_16BF;
     const int            m = (int)w->rows, nn = (int)n, k = (int)w->cols;
-    LQ_CUBLAS_TRY(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, m, nn, k, &one, w->data, dt, k, xh, dt, k, &zero, y,
+    LQ_CUBLAS_TRY(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, m, nn, k, &one, w->data, dt, k, xh, dt, k, &beta, y,
                                CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return add_bias(y, bias, n, w->rows);
 }
 
 lq_status lq__cuda_matmul(cublasHandle_t blas, float *y, const float *x, int64_t n, const lq_weight *w,
-                          const float *bias, void *scratch, bool reuse_scratch) {
+                          const float *bias, void *scratch, bool reuse_scratch, bool accumulate) {
     switch (lq__cuda_wt_code(w->dtype)) {
     case LQ__WT_F32: {
-        const float one = 1.f, zero = 0.f;
+        const float one = 1.f, beta = accumulate ? 1.f : 0.f;
         const int   m = (int)w->rows, nn = (int)n, k = (int)w->cols;
         LQ_CUBLAS_TRY(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, m, nn, k, &one, static_cast<const float *>(w->data),
-                                  k, x, k, &zero, y, m));
+                                  k, x, k, &beta, y, m));
         return add_bias(y, bias, n, w->rows);
     }
-    case LQ__WT_F16: return matmul_half<LQ__WT_F16>(blas, y, x, n, w, bias, scratch, reuse_scratch);
-    case LQ__WT_BF16: return matmul_half<LQ__WT_BF16>(blas, y, x, n, w, bias, scratch, reuse_scratch);
+    case LQ__WT_F16: return matmul_half<LQ__WT_F16>(blas, y, x, n, w, bias, scratch, reuse_scratch, accumulate);
+    case LQ__WT_BF16: return matmul_half<LQ__WT_BF16>(blas, y, x, n, w, bias, scratch, reuse_scratch, accumulate);
     default: break;
     }
     LQ_LOG_ERR("matmul: weight dtype %s is not F32/F16/BF16", lq_dtype_name(w->dtype));
@@ -216,7 +220,7 @@ extern "C" lq_status lq_cuda_matmul(float *y, const float *x, int64_t n, const l
     void        *scratch = NULL;
     const size_t sb      = lq__cuda_matmul_scratch_bytes(n, w);
     if (sb) LQ_CUDA_TRY(cudaMalloc(&scratch, sb));
-    lq_status         st = lq__cuda_matmul(blas, y, x, n, w, bias, scratch, false);
+    lq_status         st = lq__cuda_matmul(blas, y, x, n, w, bias, scratch, false, false);
     const cudaError_t se = cudaStreamSynchronize(0); /* also reports faults inside the kernels */
     const cudaError_t fe = cudaFree(scratch);
     if (st == LQ_OK && (se != cudaSuccess || fe != cudaSuccess)) {

@@ -152,6 +152,63 @@ for sig in TERM KILL; do
 done
 rm -f "$T/big.safetensors"
 
+# ---- lq-run: llama2.c's greedy goldens, byte for byte, from both forms of the model ----
+RUN=$BUILD/lq-run
+EVAL=$BUILD/lq-eval
+G=$SHARED/stories260K/golden
+for tool in lq-run lq-eval lq-synth; do
+    run "$BUILD/$tool" --help
+    check "$tool --help exits 0 with usage on stdout" test $rc -eq 0 -a -s "$T/out"
+    run "$BUILD/$tool" --bogus
+    check "$tool unknown option exits 2" test $rc -eq 2
+done
+for model in "$L2C" "$SHARED/stories260K-hf"; do
+    run "$RUN" -t 0 -n 200 "$model"
+    check "lq-run greedy 200 steps from BOS ($model) = llama2.c golden" \
+        cmp -s "$T/out" <(printf '%s\n' "$(cat "$G/greedy_empty_prompt_200steps.txt")")
+    run "$RUN" -t 0 -n 64 "$model" "Once upon a time"
+    check "lq-run greedy 'Once upon a time' 64 steps ($model) = golden" \
+        cmp -s "$T/out" <(printf '%s\n' "$(cat "$G/greedy_once_upon_a_time_64steps.txt")")
+done
+run "$RUN" -n 40 -s 7 "$L2C" "Once"
+cp "$T/out" "$T/sampled1"
+run "$RUN" -n 40 -s 7 --threads 1 "$L2C" "Once"
+check "lq-run sampling is deterministic for a seed, whatever the thread count" cmp -s "$T/out" "$T/sampled1"
+run "$RUN" --device cuda "$L2C"
+if [ "$("$BUILD/run_tests" --cuda-devices 2>/dev/null)" = 0 ]; then
+    check "lq-run --device cuda without a GPU exits 1 with a message" test $rc -eq 1 -a -s "$T/err"
+fi
+
+# ---- lq-eval: llama.cpp-compatible perplexity, KLD, gates, JSON ----
+TS=$SHARED/tinystories/tinystories_train_excerpt.txt
+run "$EVAL" "$L2C" --tokenizer "$SHARED/stories260K/tok512.bin" --text "$TS" --ctx 512 --json "$T/ppl.json"
+check "lq-eval llama.cpp mode exits 0" test $rc -eq 0
+check "lq-eval: 196 chunks x 255 predictions, ppl within 0.5% of llama.cpp's 6.3032" python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["options"]["chunks"] == 196 and r["results"]["predictions"] == 49980, r
+assert abs(r["results"]["ppl"] / 6.3032 - 1) < 0.005, r["results"]["ppl"]
+assert len(r["data"]["sha256"]) == 64 and len(r["model"]["weights_sha256"]) == 64
+' "$T/ppl.json"
+run "$EVAL" "$L2C" --base "$SHARED/stories260K-hf" --tokenizer "$SHARED/stories260K/tok512.bin" --text "$TS" \
+    --max-chars 40000 --ctx 256 --max-kld 0 --min-top1 100 --max-ppl-ratio 1 --json -
+check "lq-eval --base M M: exit 0" test $rc -eq 0
+check "lq-eval --base M M: KLD exactly 0, 100% same top, verdict pass" python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+assert r["kld_mean"] == 0 and r["kld_percentiles"]["max"] == 0 and r["same_top_fraction"] == 1 and r["ppl_ratio"] == 1
+' "$T/out"
+run "$EVAL" "$L2C" --base "$SHARED/stories260K-hf" --tokenizer "$SHARED/stories260K/tok512.bin" --text "$TS" \
+    --max-chars 20000 --ctx 128 --max-ppl-ratio 0.9
+check "a missed gate exits 3" test $rc -eq 3
+check "a missed gate says which gate and by how much, in one line" \
+    test "$(grep -c 'gate failed: ppl ratio 1.000000 > --max-ppl-ratio 0.900000 (over by 0.1)' "$T/err")" -eq 1
+check "a missed gate prints verdict FAIL" grep -q "^verdict: FAIL" "$T/out"
+run "$EVAL" "$L2C" --text "$TS"
+check "lq-eval on a llama2.c file without --tokenizer exits 1" test $rc -eq 1
+run "$EVAL" "$L2C" --max-kld 1 --tokens "$TS"
+check "gates without --base are a usage error" test $rc -eq 2
+
 # ---- PyTorch fixtures, when present ----
 if [ -d tests/data/pytorch ]; then
     for f in tests/data/pytorch/malicious*.bin; do

@@ -17,12 +17,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(c)                                                                                                      \
-    do {                                                                                                              \
-        if (!(c)) {                                                                                                   \
-            fprintf(stderr, "fuzz_tokenizer.c:%d: check failed: %s\n", __LINE__, #c);                              \
-            abort();                                                                                                  \
-        }                                                                                                             \
+#define CHECK(c)                                                                                                       \
+    do {                                                                                                               \
+        if (!(c)) {                                                                                                    \
+            fprintf(stderr, "fuzz_tokenizer.c:%d: check failed: %s\n", __LINE__, #c);                                  \
+            abort();                                                                                                   \
+        }                                                                                                              \
     } while (0)
 
 static void exercise(const lq_tokenizer *t, const char *s, size_t n) {
@@ -51,9 +51,9 @@ static void exercise(const lq_tokenizer *t, const char *s, size_t n) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    const int32_t vocab = (int32_t)data[0] * 4;
-    lq_tokenizer *t     = NULL;
-    const lq_status st  = lq_tokenizer_open_mem(data + 1, size - 1, vocab, &t);
+    const int32_t   vocab = (int32_t)data[0] * 4;
+    lq_tokenizer   *t     = NULL;
+    const lq_status st    = lq_tokenizer_open_mem(data + 1, size - 1, vocab, &t);
     CHECK(st == LQ_OK || st == LQ_ERR_FORMAT || st == LQ_ERR_UNSUPPORTED || st == LQ_ERR_NOMEM ||
           st == LQ_ERR_INVALID_ARG);
     CHECK((st == LQ_OK) == (t != NULL));
@@ -66,10 +66,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         "Once upon a time, there was a little fox.",
         "  two  spaces \t tab\r\nnewline  ",
         "h\xC3\xA9llo \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x98\x80 e\xCC\x81",
-        "a\xFF" "b\xC0\xAF\xE6\x97\x80\x80",
+        ("a\xFF"
+         "b\xC0\xAF\xE6\x97\x80\x80"),
         "<s></s><unk><|endoftext|>[CLS] it's IT'S 12345",
     };
-    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) exercise(t, texts[i], strlen(texts[i]));
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        exercise(t, texts[i], strlen(texts[i]));
     if (size > 64) exercise(t, (const char *)data + size - 64, 64);
     for (int32_t id = 0; id < lq_tokenizer_vocab_size(t) && id < 600; id++) {
         char buf[8];

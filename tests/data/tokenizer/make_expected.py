@@ -242,11 +242,12 @@ def stress_text():
     rnd = random.Random(7)
     pools = ["abc XYZ", "0123456789", "  \t\r\u00a0\u3000\u2028\u0085", "'s 'S 'T 'Re 'LL 'd 'ſ 'm 'VE 'K",
              "éàüñß ÉÀÜ", "e\u0301a\u0300\u1100\u1161\u11a8\u0344\u0958", "日本語中文한국어", "Привет мир",
-             "مرحبا ١٢٣", "😀👍🏽", "!?.,;:-_()[]{}/\\\"", "ǅǈ ʰʲ ⅣⅫ ½² \U0001e030\U00010d50", "<s></s><unk>"]
+             "مرحبا ١٢٣", "😀👍🏽", "!?.,;:-_()[]{}/\\\"", "ǅǈ ʰʲ ⅣⅫ ½² \U0001e030\U00010d50", "<s></s><unk>",
+             ["<mask>", " <mask> ", "x<mask>y", "<|endoftext|>", "fox", "foxes", "<mask>fox", "  "]]
     lines = []
     for _ in range(400):
         n = rnd.randint(0, 80)
-        lines.append("".join(rnd.choice(rnd.choice(pools)) for _ in range(n)))
+        lines.append("".join(rnd.choice(rnd.choice(pools)) for _ in range(n)))  # a list pool gives whole strings
     return "".join(l + "\n" for l in lines)
 
 
@@ -277,7 +278,9 @@ def byte_level_seed(pattern):
                            {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False},
                            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
                             "use_regex": False}]},
-                       "post_processor": None, "decoder": {"type": "ByteLevel"},
+                       "post_processor": None,
+                       "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                                   "use_regex": True},
                        "model": {"type": "BPE", "dropout": None, "unk_token": None, "byte_fallback": False,
                                  "ignore_merges": True, "vocab": vocab, "merges": merges}},
                       ensure_ascii=False).encode()
@@ -366,8 +369,14 @@ def main():
               (kind, bad, len(lines)))
         assert bad == 0
 
-    # 5. fuzz seeds
+    # 5. fuzz seeds; the byte-level one (added tokens with every flag, NFC,
+    #    ignore_merges, Llama-3 regex) is also checked on the stress text
     fuzz_seeds(jsons["legacy"].encode(), jsons["metaspace"].encode(), patterns)
+    tok = Tokenizer.from_str(byte_level_seed(patterns["llama3"]).decode())
+    with tempfile.TemporaryDirectory() as tmp:
+        sp = os.path.join(tmp, "stress.txt")
+        open(sp, "wb").write(stress.encode())
+        write_expected("byte_level_added_stress.ids.gz", hf_lines(tok, sp))
 
 
 if __name__ == "__main__":

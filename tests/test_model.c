@@ -1,0 +1,266 @@
+/* test_model.c : the model runner and the evaluator against numbers produced
+ * by other implementations (../shared/data/stories260K/golden): the fox
+ * sentence nll (llama2.c float32 forward), the two TinyStories windows
+ * (an independent implementation), greedy text from llama2.c's `run`; plus
+ * OpenMP vs reference logits, KV-cache decoding vs one-shot prefill, thread
+ * count independence, and KL(M || M) = 0. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lq_test.h"
+
+static const int32_t FOX[35] = {1,   385, 328, 432, 261, 280, 305, 330, 272, 414, 444, 272,
+                                277, 264, 261, 262, 415, 271, 422, 410, 354, 422, 318, 264,
+                                285, 265, 334, 341, 334, 412, 433, 259, 276, 411, 426};
+
+static lq_model *open_model(const char *rel, bool ref, int threads) {
+    lq_model_params p = lq_model_default_params();
+    p.backend         = LQ_BACKEND_CPU;
+    p.use_ref         = ref;
+    p.n_threads       = threads;
+    p.max_seq         = 512;
+    lq_model *m       = NULL;
+    CU_ASSERT_EQUAL(lq_model_open(lq_test_shared(rel), &p, &m), LQ_OK);
+    return m;
+}
+
+static double fox_nll(lq_model *m, float *logits) {
+    CU_ASSERT_EQUAL_FATAL(lq_model_forward(m, FOX, 35, 0, logits, false), LQ_OK);
+    double nll = 0;
+    for (int t = 0; t < 34; t++) {
+        const float *l  = logits + t * 512;
+        double       mx = l[0], s = 0;
+        for (int v = 1; v < 512; v++) mx = l[v] > mx ? l[v] : mx;
+        for (int v = 0; v < 512; v++) s += exp(l[v] - mx);
+        nll -= l[FOX[t + 1]] - mx - log(s);
+    }
+    return nll;
+}
+
+static void test_model_fox_sentence_nll(void) {
+    /* golden: nll 54.404121 (llama2.c float32), tolerance 1e-3 */
+    static const char *models[] = {"stories260K/stories260K.bin", "stories260K-hf"};
+    float             *logits   = malloc(35 * 512 * sizeof(float));
+    for (int k = 0; k < 2; k++)
+        for (int ref = 0; ref < 2; ref++) {
+            lq_model *m = open_model(models[k], ref, 0);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+            const double nll = fox_nll(m, logits);
+            if (fabs(nll - 54.404121) > 1e-3) fprintf(stderr, "\n  %s ref=%d: nll %.6f\n", models[k], ref, nll);
+            CU_ASSERT_DOUBLE_EQUAL(nll, 54.404121, 1e-3);
+            CU_ASSERT_DOUBLE_EQUAL(exp(nll / 34), 4.953633, 1e-4);
+            lq_model_free(m);
+        }
+    free(logits);
+}
+
+static void test_model_cpu_matches_reference(void) {
+    /* OpenMP ops vs the plain-C reference: max relative error < 1e-5 over all logits */
+    float    *a = malloc(35 * 512 * sizeof(float)), *b = malloc(35 * 512 * sizeof(float));
+    lq_model *r = open_model("stories260K-hf", true, 0), *c = open_model("stories260K-hf", false, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(lq_model_forward(r, FOX, 35, 0, a, false), LQ_OK);
+    CU_ASSERT_EQUAL(lq_model_forward(c, FOX, 35, 0, b, false), LQ_OK);
+    double max_rel = 0, scale = 0;
+    for (int i = 0; i < 35 * 512; i++) scale = fmax(scale, fabs(a[i]));
+    for (int i = 0; i < 35 * 512; i++) max_rel = fmax(max_rel, fabs((double)a[i] - b[i]) / scale);
+    if (max_rel >= 1e-5) fprintf(stderr, "\n  max relative error %.3g\n", max_rel);
+    CU_ASSERT(max_rel < 1e-5);
+    lq_model_free(r);
+    lq_model_free(c);
+    free(a);
+    free(b);
+}
+
+static void test_model_kv_cache_decode_equals_prefill(void) {
+    /* one token at a time through the KV cache gives the prefill's logits */
+    float    *a = malloc(35 * 512 * sizeof(float)), *b = malloc(512 * sizeof(float));
+    lq_model *m = open_model("stories260K/stories260K.bin", false, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CU_ASSERT_EQUAL(lq_model_forward(m, FOX, 35, 0, a, false), LQ_OK);
+    double max_diff = 0;
+    for (int t = 0; t < 35; t++) {
+        CU_ASSERT_EQUAL_FATAL(lq_model_forward(m, FOX + t, 1, t, b, true), LQ_OK);
+        for (int v = 0; v < 512; v++) max_diff = fmax(max_diff, fabs((double)a[t * 512 + v] - b[v]));
+    }
+    CU_ASSERT(max_diff < 1e-4);
+    /* a prefix prefill then a chunk continuing the cache */
+    CU_ASSERT_EQUAL(lq_model_forward(m, FOX, 20, 0, a, true), LQ_OK);
+    CU_ASSERT_EQUAL(lq_model_forward(m, FOX + 20, 15, 20, a, false), LQ_OK);
+    CU_ASSERT(fabs(a[14 * 512 + 5] - b[5]) < 1e-4); /* row 14 of the chunk = position 34 */
+    lq_test_quiet(1);
+    CU_ASSERT_EQUAL(lq_model_forward(m, FOX, 1, 512, b, true), LQ_ERR_INVALID_ARG);
+    const int32_t bad = 512;
+    CU_ASSERT_EQUAL(lq_model_forward(m, &bad, 1, 0, b, true), LQ_ERR_INVALID_ARG);
+    lq_test_quiet(0);
+    lq_model_free(m);
+    free(a);
+    free(b);
+}
+
+static void test_model_thread_count_independent(void) {
+    float *a = malloc(35 * 512 * sizeof(float)), *b = malloc(35 * 512 * sizeof(float));
+    for (int th = 1; th <= 3; th++) {
+        lq_model *m = open_model("stories260K-hf", false, th);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+        CU_ASSERT_EQUAL(lq_model_forward(m, FOX, 35, 0, th == 1 ? a : b, false), LQ_OK);
+        if (th > 1) CU_ASSERT_EQUAL(memcmp(a, b, 35 * 512 * sizeof(float)), 0);
+        lq_model_free(m);
+    }
+    free(a);
+    free(b);
+}
+
+static int32_t *tinystories_tokens(size_t max_chars, size_t *n) {
+    lq_tokenizer *tok;
+    CU_ASSERT_EQUAL_FATAL(lq_tokenizer_open(lq_test_shared("stories260K/tok512.bin"), 512, &tok), LQ_OK);
+    size_t   len;
+    uint8_t *text = lq_test_read_file(lq_test_shared("tinystories/tinystories_train_excerpt.txt"), &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    if (max_chars && len > max_chars) len = max_chars;
+    int32_t *ids = malloc((len + 8) * sizeof *ids);
+    CU_ASSERT_EQUAL(lq_tokenizer_encode(tok, (const char *)text, len, true, ids, len + 8, n), LQ_OK);
+    lq_tokenizer_free(tok);
+    free(text);
+    return ids;
+}
+
+static void test_model_tinystories_windows(void) {
+    /* golden: first 6000 characters -> 2806 tokens; windows 0-511 and 512-1023,
+     * positions 0-511 each, predicting tokens 1-511: ppl 4.346364 and 4.656377 */
+    size_t   n;
+    int32_t *ids = tinystories_tokens(6000, &n);
+    CU_ASSERT_EQUAL(n, 2806);
+    lq_model *m = open_model("stories260K/stories260K.bin", false, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    lq_eval_params p = lq_eval_default_params();
+    p.mode           = LQ_SCORE_ALL;
+    p.ctx            = 512;
+    lq_eval_result r;
+    p.max_chunks = 1;
+    CU_ASSERT_EQUAL_FATAL(lq_eval_run(m, NULL, ids, (int64_t)n, &p, &r), LQ_OK);
+    CU_ASSERT_EQUAL(r.n_scored, 511);
+    CU_ASSERT_DOUBLE_EQUAL(r.ppl, 4.346364, 1e-4);
+    const double nll1 = r.nll_mean;
+    CU_ASSERT_EQUAL_FATAL(lq_eval_run(m, NULL, ids + 512, 512, &p, &r), LQ_OK);
+    CU_ASSERT_DOUBLE_EQUAL(r.ppl, 4.656377, 1e-4);
+    p.max_chunks = 2;
+    CU_ASSERT_EQUAL_FATAL(lq_eval_run(m, NULL, ids, (int64_t)n, &p, &r), LQ_OK);
+    CU_ASSERT_DOUBLE_EQUAL(r.nll_mean, 1.503789, 1e-5);
+    CU_ASSERT_DOUBLE_EQUAL(r.ppl, 4.498701, 1e-4);
+    CU_ASSERT_DOUBLE_EQUAL(2 * r.nll_mean - nll1, log(4.656377), 2e-5);
+    lq_model_free(m);
+    free(ids);
+}
+
+static void test_model_kld_self_is_zero(void) {
+    size_t   n;
+    int32_t *ids = tinystories_tokens(12000, &n);
+    lq_model *a = open_model("stories260K/stories260K.bin", false, 0), *b = open_model("stories260K-hf", false, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    lq_eval_params p = lq_eval_default_params(); /* llama.cpp scoring */
+    p.ctx            = 128;
+    lq_eval_result r;
+    CU_ASSERT_EQUAL_FATAL(lq_eval_run(a, b, ids, (int64_t)n, &p, &r), LQ_OK);
+    CU_ASSERT(r.has_base);
+    CU_ASSERT_EQUAL(r.n_scored, r.n_chunks * 63);
+    CU_ASSERT_EQUAL(r.kld_mean, 0.0); /* the same weights, the same kernels: bit-identical logits */
+    CU_ASSERT_EQUAL(r.kld_max, 0.0);
+    CU_ASSERT_EQUAL(r.top1, 1.0);
+    CU_ASSERT_EQUAL(r.ppl_ratio, 1.0);
+    CU_ASSERT_EQUAL(r.dp_rms, 0.0);
+    CU_ASSERT_EQUAL(r.ppl, r.base_ppl);
+    /* against the reference kernels: tiny but non-negative KL, same argmax */
+    lq_model *c = open_model("stories260K-hf", true, 0);
+    p.max_chunks = 2;
+    CU_ASSERT_EQUAL_FATAL(lq_eval_run(c, b, ids, (int64_t)n, &p, &r), LQ_OK);
+    CU_ASSERT(r.kld_mean >= 0 && r.kld_mean < 1e-9);
+    CU_ASSERT(r.kld_min >= 0);
+    CU_ASSERT(r.top1 > 0.999);
+    lq_model_free(c);
+    lq_model_free(a);
+    lq_model_free(b);
+    free(ids);
+}
+
+static void test_model_greedy_golden(void) {
+    /* llama2.c `run -t 0 -n 200` from BOS, through our decode-piece rules */
+    lq_model *m = open_model("stories260K-hf", false, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    lq_tokenizer *tok;
+    CU_ASSERT_EQUAL_FATAL(lq_tokenizer_open(lq_test_shared("stories260K-hf/tokenizer.model"), 0, &tok), LQ_OK);
+    size_t   glen;
+    uint8_t *golden = lq_test_read_file(lq_test_shared("stories260K/golden/greedy_empty_prompt_200steps.txt"), &glen);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(golden);
+    char   *out = calloc(1, 8192);
+    size_t  k   = 0;
+    int32_t token = 1;
+    float   logits[512];
+    for (int pos = 0; pos < 200; pos++) {
+        CU_ASSERT_EQUAL_FATAL(lq_model_forward(m, &token, 1, pos, logits, true), LQ_OK);
+        int32_t next = 0;
+        for (int v = 1; v < 512; v++)
+            if (logits[v] > logits[next]) next = v;
+        const int n = lq_tokenizer_decode_piece(tok, token, next, out + k, 8192 - k);
+        CU_ASSERT_FATAL(n >= 0);
+        k += (size_t)n;
+        token = next;
+    }
+    CU_ASSERT_EQUAL(k, glen);
+    CU_ASSERT(k == glen && memcmp(out, golden, glen) == 0);
+    free(out);
+    free(golden);
+    lq_tokenizer_free(tok);
+    lq_model_free(m);
+}
+
+static void test_model_refuses_bad_checkpoints(void) {
+    lq_model       *m = NULL;
+    lq_model_params p = lq_model_default_params();
+    p.backend         = LQ_BACKEND_CPU;
+    lq_test_quiet(1);
+    /* a directory whose config.json disagrees with its tensors */
+    const char *dir = lq_test_tmpdir("model_bad");
+    char        path[512];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    size_t   len;
+    uint8_t *st = lq_test_read_file(lq_test_shared("stories260K-hf/model.safetensors"), &len);
+    CU_ASSERT_EQUAL_FATAL(lq_test_write_file(path, st, len), 0);
+    free(st);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    const char *cfg = "{\"model_type\":\"llama\",\"vocab_size\":512,\"hidden_size\":64,\"intermediate_size\":176,"
+                      "\"num_hidden_layers\":5,\"num_attention_heads\":8,\"num_key_value_heads\":4,"
+                      "\"tie_word_embeddings\":true}";
+    lq_test_write_file(path, cfg, strlen(cfg));
+    CU_ASSERT_EQUAL(lq_model_open(dir, &p, &m), LQ_ERR_FORMAT);
+    CU_ASSERT(strstr(lq_test_last_error(), "gate_proj") != NULL);
+    /* untied without lm_head */
+    cfg = "{\"model_type\":\"llama\",\"vocab_size\":512,\"hidden_size\":64,\"intermediate_size\":172,"
+          "\"num_hidden_layers\":5,\"num_attention_heads\":8,\"num_key_value_heads\":4}";
+    lq_test_write_file(path, cfg, strlen(cfg));
+    CU_ASSERT_EQUAL(lq_model_open(dir, &p, &m), LQ_ERR_FORMAT);
+    CU_ASSERT(strstr(lq_test_last_error(), "lm_head") != NULL);
+    /* CUDA requested where there is no device */
+    if (lq_cuda_device_count() == 0) {
+        p.backend = LQ_BACKEND_CUDA;
+        CU_ASSERT_EQUAL(lq_model_open(lq_test_shared("stories260K-hf"), &p, &m), LQ_ERR_UNSUPPORTED);
+    }
+    lq_test_quiet(0);
+    CU_ASSERT_PTR_NULL(m);
+}
+
+CU_pSuite lq_test_model_suite(void) {
+    CU_pSuite s = lq_test_add_suite("model");
+    LQ_ADD_TEST(s, test_model_fox_sentence_nll);
+    LQ_ADD_TEST(s, test_model_cpu_matches_reference);
+    LQ_ADD_TEST(s, test_model_kv_cache_decode_equals_prefill);
+    LQ_ADD_TEST(s, test_model_thread_count_independent);
+    LQ_ADD_TEST(s, test_model_tinystories_windows);
+    LQ_ADD_TEST(s, test_model_kld_self_is_zero);
+    LQ_ADD_TEST(s, test_model_greedy_golden);
+    LQ_ADD_TEST(s, test_model_refuses_bad_checkpoints);
+    return s;
+}
