@@ -7,7 +7,8 @@
  *   lq_tokenizer.h SentencePiece / tokenizer.json / llama2.c tokenizers
  *   lq_kernels.h  compute kernels: _ref, OpenMP and CUDA
  *   lq_model.h    the Llama-family model runner (CPU and CUDA)
- *   lq_eval.h     live perplexity and KL divergence against a base model */
+ *   lq_eval.h     live perplexity and KL divergence against a base model
+ *   lq_synth.h    random-weight checkpoints for benchmarks */
 #ifndef LIBQUANT_H
 #define LIBQUANT_H
 
@@ -18,5 +19,6 @@
 #include "lq_kernels.h"
 #include "lq_model.h"
 #include "lq_eval.h"
+#include "lq_synth.h"
 
 #endif

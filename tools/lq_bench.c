@@ -18,6 +18,7 @@
 #include <omp.h>
 #endif
 
+#include "cpu/bench_internal.h" /* ceilings and kernel sweeps of kernels/cpu (lq-bench only) */
 #include "cli_util.h"
 
 static double now_s(void) {
@@ -207,11 +208,81 @@ static int bench_convert(const char *dir, double size_gb, int reps) {
     return 0;
 }
 
+/* model: prefill and decode tokens/s of the runner on a synthetic Llama of
+ * 307M parameters in F16 (dim 2048, ffn 5632, 32/4 heads, 4 layers, vocab
+ * 32000: the shape llama.cpp was measured on), as ratios to the FMA peak
+ * (prefill: 2 FLOP per weight per token + attention) and to the read
+ * bandwidth (decode: every weight except the embedding table is read once
+ * per token). */
+static int bench_model(const char *dir, int reps) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/synthetic-307M-f16", dir);
+    mkdir(dir, 0755);
+    lq_synth_params sp = lq_synth_default_params();
+    sp.n_layers        = 4;
+    uint64_t n_params  = 0;
+    fprintf(stderr, "bench: writing %s (synthetic)\n", path);
+    if (lq_synth_write(path, &sp, &n_params) != LQ_OK) return 1;
+    double fma = 0, bw = 0;
+    lq__bench_ceilings(n_threads(), &fma, &bw);
+    lq_model_params mp = lq_model_default_params();
+    mp.backend         = LQ_BACKEND_CPU;
+    mp.n_threads       = n_threads();
+    mp.max_seq         = 512;
+    mp.max_batch       = 512;
+    lq_model *m;
+    if (lq_model_open(path, &mp, &m) != LQ_OK) return 1;
+    const int64_t V = sp.vocab, ctx = 512;
+    int32_t      *tok = malloc((size_t)ctx * sizeof *tok);
+    float        *lg  = malloc((size_t)(ctx * V) * sizeof *lg);
+    if (!tok || !lg) return 1;
+    uint64_t s = 99;
+    for (int64_t i = 0; i < ctx; i++) {
+        s      = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        tok[i] = (int32_t)((s >> 33) % (uint64_t)V);
+    }
+    const double   embed_params = (double)sp.vocab * (double)sp.dim;
+    const double   mm_flops_tok = 2.0 * ((double)n_params - embed_params);
+    /* causal attention: q·k and p·v over on average ctx/2 positions, per layer */
+    const double   att_flops_tok = 2.0 * 2.0 * (double)(ctx / 2) * (double)sp.dim * (double)sp.n_layers;
+    double         t_pf[9];
+    reps = reps > 9 ? 9 : reps;
+    for (int r = 0; r < reps; r++) {
+        const double t0 = now_s();
+        if (lq_model_forward(m, tok, ctx, 0, lg, false) != LQ_OK) return 1;
+        t_pf[r] = now_s() - t0;
+    }
+    const double pf_tps    = (double)ctx / median(t_pf, reps);
+    const double pf_gflops = pf_tps * (mm_flops_tok + att_flops_tok) / 1e9;
+    /* decode: 64 single-token steps after a 64-token prompt */
+    if (lq_model_forward(m, tok, 64, 0, lg, true) != LQ_OK) return 1;
+    const int    n_dec = 64;
+    const double t0    = now_s();
+    for (int i = 0; i < n_dec; i++)
+        if (lq_model_forward(m, &tok[64 + i], 1, 64 + i, lg, true) != LQ_OK) return 1;
+    const double dec_tps   = n_dec / (now_s() - t0);
+    const double bytes_tok = (double)lq_model_weight_bytes(m) - embed_params * 2.0;
+    const double dec_gbs   = dec_tps * bytes_tok / 1e9;
+    printf("== model: synthetic Llama %.0fM F16 (dim 2048, ffn 5632, 32/4 heads, 4 layers, vocab 32000), %d threads ==\n",
+           (double)n_params / 1e6, n_threads());
+    printf("ceilings             : FMA peak %.1f GFLOP/s, read bandwidth %.2f GB/s (measured now)\n", fma, bw);
+    printf("prefill ctx 512      : %8.1f tokens/s, %.1f GFLOP/s  ratio %.2f of FMA peak (goal >= 0.6)\n", pf_tps,
+           pf_gflops, pf_gflops / fma);
+    printf("  vs llama.cpp       : %.2fx its 685 tokens/s (llama-perplexity, same shape, this machine kind; quoted, not run here)\n",
+           pf_tps / 685.0);
+    printf("decode batch 1       : %8.2f tokens/s, %.2f GB/s of weights  ratio %.2f of read bandwidth (goal >= 0.6)\n",
+           dec_tps, dec_gbs, dec_gbs / bw);
+    lq_model_free(m);
+    free(tok);
+    free(lg);
+    return 0;
+}
+
 static void usage(FILE *f) {
     fprintf(f,
             "usage: %s [options] [BENCH...]\n"
             "Benchmarks; each figure is printed with the ceiling it is compared with,\n"
-            "measured in the same run. BENCH: convert (default: all).\n"
+            "measured in the same run. BENCH: convert, kernels, model (default: all).\n"
             "\n"
             "options:\n"
             "  --dir DIR        [build/bench] where generated inputs and outputs go\n"
@@ -228,7 +299,7 @@ int main(int argc, char **argv) {
     const char *dir = "build/bench";
     double      size_gb = 2.0;
     int64_t     reps = 3, threads = 0;
-    bool        keep = false, want_convert = false, any = false;
+    bool        keep = false, want_convert = false, want_kernels = false, want_model = false, any = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -247,12 +318,22 @@ int main(int argc, char **argv) {
             keep = true;
         } else if (!strcmp(a, "convert")) {
             want_convert = any = true;
+        } else if (!strcmp(a, "kernels")) {
+            want_kernels = any = true;
+        } else if (!strcmp(a, "model")) {
+            want_model = any = true;
         } else {
             cli_usage_error("unknown option or benchmark '%s'", a);
         }
     }
     g_threads = (int)threads;
     int rc    = 0;
+    if (!any || want_kernels) {
+        printf("== kernels (lq_matmul_cpu and the forward ops on Llama-1B-like shapes) ==\n");
+        fflush(stdout);
+        rc |= lq__bench_cpu_kernels(n_threads(), stdout);
+    }
+    if (!any || want_model) rc |= bench_model(dir, (int)reps);
     if (!any || want_convert) rc |= bench_convert(dir, size_gb, (int)reps);
     if (!keep) {
         char p[1200];
@@ -261,6 +342,13 @@ int main(int argc, char **argv) {
         snprintf(p, sizeof p, "%s/bench_bf16/model.safetensors", dir);
         unlink(p);
         snprintf(p, sizeof p, "%s/bench_bf16", dir);
+        rmdir(p);
+        const char *synth_files[] = {"model.safetensors", "config.json", ""};
+        for (int i = 0; synth_files[i][0]; i++) {
+            snprintf(p, sizeof p, "%s/synthetic-307M-f16/%s", dir, synth_files[i]);
+            unlink(p);
+        }
+        snprintf(p, sizeof p, "%s/synthetic-307M-f16", dir);
         rmdir(p);
         rmdir(dir);
     }

@@ -34,20 +34,14 @@
 #define LQ_PREFETCH(p)   ((void)(p))
 #endif
 
-/* ---- tuning (measured with lq-bench on Zen 5; see bench_cpu.c) ---- */
+/* ---- tuning (measured on Zen 5 with the variants in lq-bench's history:
+ * GEMV row groups of 1/2/4/8, software prefetch in-row or next-group, GEMM
+ * tiles 4..14 x 2..6 vectors, KC 128..512, 1..4 panels per work item) ---- */
 #ifndef GEMV_MAX_N
-#define GEMV_MAX_N 8 /* n above this runs the GEMM                        */
+#define GEMV_MAX_N 16 /* n above this runs the GEMM (GEMV is faster up to ~20) */
 #endif
-#ifndef GEMV_RB
-#define GEMV_RB 4 /* weight rows per GEMV group                           */
-#endif
-#define GEMV_TB (GEMV_RB >= 8 ? 2 : 4) /* tokens per pass over a row group (<= 4) */
-#ifndef GEMV_PF
-#define GEMV_PF 1024 /* software prefetch distance in weight bytes (0: off) */
-#endif
-#ifndef GEMV_PFNEXT
-#define GEMV_PFNEXT 0 /* 1: prefetch the next row group instead           */
-#endif
+#define GEMV_RB 4 /* weight rows per GEMV group                          */
+#define GEMV_TB 4 /* tokens per pass over a row group                    */
 
 #ifndef MR
 #if defined(LQ_SIMD_AVX512)
@@ -75,12 +69,16 @@ static size_t dtype_size(lq_dtype t) { return t == LQ_DTYPE_F32 ? 4 : 2; }
 
 /* ==== GEMV (decode) ==== */
 
-/* rows[0..GEMV_RB) (repeats allowed) times NT token rows xr[]; y entries
- * written only for b < nr. One accumulator per (row, token). */
+/* rows wr[0..GEMV_RB) (repeats allowed) times NT token rows xr[]; y entries
+ * written only for b < nr. One accumulator of LQ_VL lanes per (row, token),
+ * then its lanes in a fixed tree. The group's rows are adjacent in memory, so
+ * while they are read as GEMV_RB interleaved streams, the next group
+ * (`next`, the same size) is prefetched as one linear stream, at the same
+ * pace: the DRAM side then sees a single sequential read per thread. */
 static LQ_ALWAYS_INLINE void gemv_tile(const lq_dtype dt, const int NT, float *y, const int64_t ldy,
                                        const float *const *xr, const uint8_t *const *wr, const int nr,
                                        const int64_t cols, const float *bias, const uint8_t *next) {
-    lq_vf acc[GEMV_RB][4];
+    lq_vf acc[GEMV_RB][GEMV_TB];
     LQ_UNROLL(8)
     for (int b = 0; b < GEMV_RB; b++)
         LQ_UNROLL(4)
@@ -88,15 +86,12 @@ static LQ_ALWAYS_INLINE void gemv_tile(const lq_dtype dt, const int NT, float *y
     const size_t esz = dt == LQ_DTYPE_F32 ? 4 : 2;
     int64_t      k   = 0;
     for (; k + LQ_VL <= cols; k += LQ_VL) {
-        lq_vf wv[GEMV_RB];
-        LQ_UNROLL(8)
-        for (int b = 0; b < GEMV_RB; b++) {
-            if (GEMV_PF && !GEMV_PFNEXT) LQ_PREFETCH(wr[b] + (size_t)k * esz + GEMV_PF);
-            wv[b] = lq__load_w(dt, wr[b], k);
-        }
-        if (GEMV_PFNEXT)
+        if (next)
             for (size_t off = 0; off < GEMV_RB * LQ_VL * esz; off += 64)
                 LQ_PREFETCH(next + (size_t)k * esz * GEMV_RB + off);
+        lq_vf wv[GEMV_RB];
+        LQ_UNROLL(8)
+        for (int b = 0; b < GEMV_RB; b++) wv[b] = lq__load_w(dt, wr[b], k);
         LQ_UNROLL(4)
         for (int t = 0; t < NT; t++) {
             const lq_vf xv = vf_load(xr[t] + k);
@@ -115,7 +110,7 @@ static LQ_ALWAYS_INLINE void gemv_tile(const lq_dtype dt, const int NT, float *y
     }
     for (int t = 0; t < NT; t++)
         for (int b = 0; b < nr; b++) {
-            const float s       = vf_hsum(acc[b][t]);
+            const float s  = vf_hsum(acc[b][t]);
             y[t * ldy + b] = bias ? s + bias[b] : s;
         }
 }
@@ -130,10 +125,12 @@ static LQ_ALWAYS_INLINE void gemv_group_dt(const lq_dtype dt, float *y, const fl
     const float *const bb = bias ? bias + r0 : NULL;
     for (int64_t t0 = 0; t0 < n; t0 += GEMV_TB) {
         const int    nt = (int)LQ_MIN((int64_t)GEMV_TB, n - t0);
-        const float *xr[4];
-        for (int t = 0; t < 4; t++) xr[t] = x + (t0 + LQ_MIN(t, nt - 1)) * cols;
-        float *const   yt   = y + t0 * rows + r0;
-        const uint8_t *next = (const uint8_t *)w->data + (size_t)(r0 + GEMV_RB) * rsz;
+        const float *xr[GEMV_TB];
+        for (int t = 0; t < GEMV_TB; t++) xr[t] = x + (t0 + LQ_MIN(t, nt - 1)) * cols;
+        float *const yt = y + t0 * rows + r0;
+        /* prefetch on the first pass only (later passes find the group in L1) and not past the matrix */
+        const uint8_t *next =
+            t0 == 0 && r0 + 2 * GEMV_RB <= rows ? (const uint8_t *)w->data + (size_t)(r0 + GEMV_RB) * rsz : NULL;
         switch (nt) {
         case 1: gemv_tile(dt, 1, yt, rows, xr, wr, nr, cols, bb, next); break;
         case 2: gemv_tile(dt, 2, yt, rows, xr, wr, nr, cols, bb, next); break;
