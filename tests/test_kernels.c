@@ -159,14 +159,16 @@ static bool matmul_case(const lq_weight *w, int64_t n, bool with_bias, int nt, u
 static void test_kernels_matmul_vs_ref(void) {
     static const int64_t shapes[][2] = {{1, 1},    {3, 5},     {17, 15},  {48, 16},  {33, 65},
                                         {97, 127}, {130, 257}, {200, 600}, {49, 1000}};
-    static const int64_t ns[]        = {1, 2, 3, 4, 5, 7, 8, 9, 13, 64};
+    /* GEMV up to n = 16, GEMM above (partial register tiles at 17, 20) */
+    static const int64_t ns[]        = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 20, 64};
     uint64_t             seed        = 100;
     for (size_t d = 0; d < 3; d++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             tweight tw = make_weight(WDTYPES[d], shapes[s][0], shapes[s][1], seed++, s % 2 ? 2 : 0);
             for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
                 /* the big shapes only at a few n, to stay fast under ASan */
-                if (shapes[s][0] * shapes[s][1] > 20000 && ns[k] != 1 && ns[k] != 9 && ns[k] != 64) continue;
+                if (shapes[s][0] * shapes[s][1] > 20000 && ns[k] != 1 && ns[k] != 9 && ns[k] != 17 && ns[k] != 64)
+                    continue;
                 CU_ASSERT(matmul_case(&tw.w, ns[k], false, 2, seed++));
                 CU_ASSERT(matmul_case(&tw.w, ns[k], true, 3, seed++));
             }
@@ -175,7 +177,7 @@ static void test_kernels_matmul_vs_ref(void) {
 }
 
 static void test_kernels_matmul_threads(void) {
-    static const int64_t ns[] = {1, 6, 9, 40};
+    static const int64_t ns[] = {1, 6, 9, 17, 40};
     for (size_t d = 0; d < 3; d++) {
         /* big enough that even n = 1 runs a thread team (LQ_PAR_MIN_WORK) */
         const int64_t rows = 3011, cols = 351;
@@ -216,8 +218,8 @@ static void test_kernels_matmul_edges(void) {
     CU_ASSERT_EQUAL(lq_matmul_cpu(y, x, 3, &bad, NULL, 2), LQ_ERR_UNSUPPORTED);
     CU_ASSERT_EQUAL(lq_test_errors_logged(), 1);
     lq_test_quiet(0);
-    /* the last token carries a NaN (n = 20: the GEMM, in its partial last tile
-     * when MR = 8; n = 1: the GEMV); every other y element must stay finite */
+    /* the last token carries a NaN (n = 20: the GEMM, in its partial last
+     * register tile; n = 1: the GEMV); every other y element must stay finite */
     static const int64_t ns[] = {1, 20};
     for (size_t k = 0; k < 2; k++) {
         const int64_t n = ns[k], tn = n - 1;

@@ -133,6 +133,25 @@ bool cli_parse_size(const char *s, uint64_t *out) {
     return false;
 }
 
+bool cli_common_option(const char *a, void (*usage)(FILE *)) {
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        usage(stdout);
+        exit(CLI_EXIT_OK);
+    }
+    if (!strcmp(a, "-V") || !strcmp(a, "--version")) cli_version();
+    if (!strcmp(a, "-q")) return g_display_level--, true;
+    if (!strcmp(a, "-v")) return g_display_level++, true;
+    if (!strcmp(a, "--no-progress")) return g_progress = false, true;
+    return false;
+}
+
+bool cli_threads_option(int argc, char **argv, int *i, int64_t *threads) {
+    if (strcmp(argv[*i], "-t") && strcmp(argv[*i], "--threads")) return false;
+    if (!cli_parse_i64(cli_value(argc, argv, i), 1, 1024, threads))
+        cli_usage_error("--threads needs an integer in 1..1024, got '%s'", argv[*i]);
+    return true;
+}
+
 const char *cli_value(int argc, char **argv, int *i) {
     if (*i + 1 >= argc) cli_usage_error("option '%s' needs a value", argv[*i]);
     return argv[++*i];
@@ -179,6 +198,28 @@ bool cli_join(char *buf, size_t cap, const char *dir, const char *name) {
     buf[a] = '/';
     memcpy(buf + a + 1, name, b + 1);
     return true;
+}
+
+char *cli_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_error("%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    char  *buf = NULL;
+    long   n   = -1;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0)
+        buf = malloc((size_t)n + 1);
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        cli_error("%s: cannot read%s", path, buf ? "" : " (not a regular file, or out of memory)");
+        fclose(f);
+        free(buf);
+        return NULL;
+    }
+    fclose(f);
+    buf[n] = 0;
+    *len   = (size_t)n;
+    return buf;
 }
 
 const char *cli_commas(uint64_t v, char *buf, size_t cap) {

@@ -40,6 +40,12 @@ bool cli_parse_f64(const char *s, double *out);
 /* sizes: "123", "5GB"/"5G" (10^9), "5GiB" (2^30), KB/MB/TB and KiB/MiB/TiB alike */
 bool cli_parse_size(const char *s, uint64_t *out);
 
+/* the options every tool shares: -h/--help (usage(stdout), exit 0),
+ * -V/--version, -q, -v, --no-progress. Returns true when `a` was one. */
+bool cli_common_option(const char *a, void (*usage)(FILE *));
+/* -t/--threads N (1..1024): true when argv[*i] was it (the value consumed) */
+bool cli_threads_option(int argc, char **argv, int *i, int64_t *threads);
+
 /* option value: argv[*i + 1] or a usage error naming the option */
 const char *cli_value(int argc, char **argv, int *i);
 
@@ -51,6 +57,9 @@ bool cli_interrupted(void);
 
 /* "dir/name" into buf; false (and an error message) if it does not fit */
 bool cli_join(char *buf, size_t cap, const char *dir, const char *name);
+
+/* a whole file, NUL-terminated, malloc'ed (free()); NULL with an error message naming it */
+char *cli_read_file(const char *path, size_t *len);
 
 /* "1,234,567" into buf */
 const char *cli_commas(uint64_t v, char *buf, size_t cap);

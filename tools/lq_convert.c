@@ -142,22 +142,12 @@ static lq_status write_config(const lq_checkpoint *ck, const char *stage, lq_dty
             DISPLAY(2, "%s: warning: %s: not a llama/mistral/qwen2 config; copied with the dtype updated\n", g_tool,
                     in_path);
         /* rewrite generically so unknown keys survive */
-        uint8_t *raw = NULL;
-        FILE    *g   = fopen(in_path, "rb");
-        if (!g) return LQ_ERR_IO;
-        fseek(g, 0, SEEK_END);
-        const long n = ftell(g);
-        rewind(g);
-        raw = malloc((size_t)n + 1);
-        if (!raw || fread(raw, 1, (size_t)n, g) != (size_t)n) {
-            fclose(g);
-            free(raw);
-            return LQ_ERR_IO;
-        }
-        fclose(g);
+        size_t n;
+        char  *raw = cli_read_file(in_path, &n);
+        if (!raw) return LQ_ERR_IO;
         lq_json_doc  *doc;
         lq_json_error je;
-        s = lq_json_parse((const char *)raw, (size_t)n, NULL, &doc, &je);
+        s = lq_json_parse(raw, n, NULL, &doc, &je);
         free(raw);
         if (s != LQ_OK) return s;
         const lq_json  *root = lq_json_root(doc);
@@ -264,11 +254,8 @@ int main(int argc, char **argv) {
     int64_t     n_threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return CLI_EXIT_OK;
-        } else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
-            cli_version();
+        if (cli_common_option(a, usage)) {
+            continue;
         } else if (!strcmp(a, "--dtype")) {
             dtype_s = cli_value(argc, argv, &i);
         } else if (!strcmp(a, "--norms")) {
@@ -288,15 +275,8 @@ int main(int argc, char **argv) {
             json = true;
         } else if (!strcmp(a, "--no-fsync")) {
             no_fsync = true;
-        } else if (!strcmp(a, "--no-progress")) {
-            g_progress = false;
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!cli_parse_i64(cli_value(argc, argv, &i), 1, 1024, &n_threads))
-                cli_usage_error("--threads needs an integer in 1..1024, got '%s'", argv[i]);
-        } else if (!strcmp(a, "-q")) {
-            g_display_level--;
-        } else if (!strcmp(a, "-v")) {
-            g_display_level++;
+        } else if (cli_threads_option(argc, argv, &i, &n_threads)) {
+            continue;
         } else if (a[0] == '-' && a[1]) {
             cli_usage_error("unknown option '%s'", a);
         } else if (!in_path) {

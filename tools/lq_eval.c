@@ -52,25 +52,9 @@ static void usage(FILE *f) {
 }
 
 static int32_t *read_token_file(const char *path, int64_t *n_out) {
-    size_t   len;
-    uint8_t *raw = NULL;
-    FILE    *f   = fopen(path, "rb");
-    if (!f) {
-        cli_error("%s: cannot open", path);
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    len = (size_t)ftell(f);
-    rewind(f);
-    raw = malloc(len + 1);
-    if (!raw || fread(raw, 1, len, f) != len) {
-        fclose(f);
-        free(raw);
-        cli_error("%s: cannot read", path);
-        return NULL;
-    }
-    fclose(f);
-    raw[len]     = 0;
+    size_t         len;
+    uint8_t *const raw = (uint8_t *)cli_read_file(path, &len);
+    if (!raw) return NULL;
     bool is_text = true;
     for (size_t i = 0; i < len && is_text; i++) is_text = isdigit(raw[i]) || isspace(raw[i]) || raw[i] == '-';
     int32_t *ids = malloc((len / (is_text ? 1 : 4) + 1) * sizeof *ids);
@@ -167,11 +151,8 @@ int main(int argc, char **argv) {
     bool        use_ref = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return CLI_EXIT_OK;
-        } else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
-            cli_version();
+        if (cli_common_option(a, usage)) {
+            continue;
         } else if (!strcmp(a, "--text")) {
             text_path = cli_value(argc, argv, &i);
         } else if (!strcmp(a, "--tokens")) {
@@ -208,17 +189,10 @@ int main(int argc, char **argv) {
             device = cli_value(argc, argv, &i);
             if (strcmp(device, "auto") && strcmp(device, "cpu") && strcmp(device, "cuda"))
                 cli_usage_error("--device: '%s' is not auto, cpu or cuda", device);
-        } else if (!strcmp(a, "--threads")) {
-            if (!cli_parse_i64(cli_value(argc, argv, &i), 1, 1024, &threads))
-                cli_usage_error("--threads needs an integer in 1..1024");
+        } else if (cli_threads_option(argc, argv, &i, &threads)) {
+            continue;
         } else if (!strcmp(a, "--ref")) {
             use_ref = true;
-        } else if (!strcmp(a, "--no-progress")) {
-            g_progress = false;
-        } else if (!strcmp(a, "-q")) {
-            g_display_level--;
-        } else if (!strcmp(a, "-v")) {
-            g_display_level++;
         } else if (a[0] == '-' && a[1]) {
             cli_usage_error("unknown option '%s'", a);
         } else if (!model_path) {
@@ -264,21 +238,8 @@ int main(int argc, char **argv) {
             goto done;
         }
         bos = lq_tokenizer_bos(tok);
-        FILE *f = fopen(text_path, "rb");
-        if (!f) {
-            cli_error("%s: cannot open", text_path);
-            goto done;
-        }
-        fseek(f, 0, SEEK_END);
-        size_t len = (size_t)ftell(f);
-        rewind(f);
-        text = malloc(len + 1);
-        if (!text || fread(text, 1, len, f) != len) {
-            fclose(f);
-            cli_error("%s: cannot read", text_path);
-            goto done;
-        }
-        fclose(f);
+        size_t len;
+        if (!(text = cli_read_file(text_path, &len))) goto done;
         if (max_chars > 0 && (size_t)max_chars < len) len = (size_t)max_chars;
         text[len]  = 0;
         size_t cap = len + 16, n = 0;

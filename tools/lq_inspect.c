@@ -145,26 +145,16 @@ int main(int argc, char **argv) {
     int64_t     n_threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return CLI_EXIT_OK;
-        } else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
-            cli_version();
+        if (cli_common_option(a, usage)) {
+            continue;
         } else if (!strcmp(a, "--json")) {
             json = true;
         } else if (!strcmp(a, "--no-stats")) {
             stats = false;
         } else if (!strcmp(a, "--filter")) {
             filter = cli_value(argc, argv, &i);
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!cli_parse_i64(cli_value(argc, argv, &i), 1, 1024, &n_threads))
-                cli_usage_error("--threads needs an integer in 1..1024, got '%s'", argv[i]);
-        } else if (!strcmp(a, "-q")) {
-            g_display_level--;
-        } else if (!strcmp(a, "-v")) {
-            g_display_level++;
-        } else if (!strcmp(a, "--no-progress")) {
-            g_progress = false;
+        } else if (cli_threads_option(argc, argv, &i, &n_threads)) {
+            continue;
         } else if (a[0] == '-' && a[1]) {
             cli_usage_error("unknown option '%s'", a);
         } else if (!path) {

@@ -150,11 +150,8 @@ int main(int argc, char **argv) {
     lq_model_params mp = lq_model_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return CLI_EXIT_OK;
-        } else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
-            cli_version();
+        if (cli_common_option(a, usage)) {
+            continue;
         } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             prompt = cli_value(argc, argv, &i);
         } else if (!strcmp(a, "-n") || !strcmp(a, "--steps")) {
@@ -173,20 +170,13 @@ int main(int argc, char **argv) {
             tok_path = cli_value(argc, argv, &i);
         } else if (!strcmp(a, "--device")) {
             device = cli_value(argc, argv, &i);
-        } else if (!strcmp(a, "--threads")) {
-            if (!cli_parse_i64(cli_value(argc, argv, &i), 1, 1024, &threads))
-                cli_usage_error("--threads needs an integer in 1..1024, got '%s'", argv[i]);
+        } else if (cli_threads_option(argc, argv, &i, &threads)) {
+            continue;
         } else if (!strcmp(a, "--ctx")) {
             if (!cli_parse_i64(cli_value(argc, argv, &i), 2, 1 << 24, &ctx))
                 cli_usage_error("--ctx needs an integer >= 2, got '%s'", argv[i]);
         } else if (!strcmp(a, "--ref")) {
             mp.use_ref = true;
-        } else if (!strcmp(a, "-q")) {
-            g_display_level--;
-        } else if (!strcmp(a, "-v")) {
-            g_display_level++;
-        } else if (!strcmp(a, "--no-progress")) {
-            g_progress = false;
         } else if (a[0] == '-' && a[1]) {
             cli_usage_error("unknown option '%s'", a);
         } else if (!model_path) {

@@ -18,12 +18,19 @@ extern "C" {
  *  peak) and decode (n = 1, GB/s = weight bytes / s, as a ratio to the
  *  bandwidth; weights rotate through copies larger than the last-level cache
  *  so every call streams from DRAM), plus attention and the small ops.
- *  Each kernel figure is the median of several runs; each ceiling the best.
+ *  Each figure is the best of several runs, divided by its ceiling as
+ *  re-measured right before and after it (the better of the two), so that
+ *  load from other processes lowers ratios rather than inflating them.
  *  Prints to `out` one line per figure, e.g.
  *    "matmul f16 prefill 512x2048x5632 : 312.4 GFLOP/s  ratio 0.71 of FMA peak".
  *  Allocates up to ~1.5 GB; frees everything before returning.
  *  @return 0, or 1 if memory ran out or the correctness check failed. */
 int lq__bench_cpu_kernels(int n_threads, FILE *out);
+
+/*! lq__bench_ceilings() : the two ceilings alone (best of several runs):
+ *  f32 FMA peak in GFLOP/s and read-only streaming bandwidth in GB/s (0 if
+ *  the 1 GiB buffer cannot be allocated). */
+void lq__bench_ceilings(int n_threads, double *fma_gflops, double *read_gbs);
 
 #ifdef __cplusplus
 }

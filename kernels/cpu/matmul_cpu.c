@@ -4,8 +4,8 @@
  *   decode, n <= GEMV_MAX_N: GEMV. Memory-bound: each weight row is streamed
  *     once per GEMV_TB tokens (the later passes hit L1), converted on the fly
  *     (vcvtph2ps / bf16 shift) and FMA'd into one LQ_VL-lane accumulator per
- *     (row, token); GEMV_RB rows run side by side. Rows are split across
- *     threads.
+ *     (row, token); GEMV_RB rows run side by side, and the next GEMV_RB rows
+ *     are prefetched linearly meanwhile. Contiguous row ranges per thread.
  *   prefill, n > GEMV_MAX_N: GEMM, blocked as in BLIS (Van Zee & van de Geijn
  *     2015). For a block of NC_PANELS·NR rows and KC columns, the weights are
  *     converted to f32 once into a thread-local panel laid out k-major
@@ -34,9 +34,12 @@
 #define LQ_PREFETCH(p)   ((void)(p))
 #endif
 
-/* ---- tuning (measured on Zen 5 with the variants in lq-bench's history:
- * GEMV row groups of 1/2/4/8, software prefetch in-row or next-group, GEMM
- * tiles 4..14 x 2..6 vectors, KC 128..512, 1..4 panels per work item) ---- */
+/* ---- tuning, measured on Zen 5 (AVX-512) against variants: GEMV row groups
+ * of 1/2/4/8 rows with 1/2/4 accumulators each, prefetch none / in-row /
+ * next group; GEMM tiles 4..14 tokens x 2..6 vectors, KC 128..512, 1..4
+ * panels per work item. Only the blocking changes with these; the GEMM's
+ * result does not (one chain per output in index order), the GEMV's does
+ * not depend on anything but n. ---- */
 #ifndef GEMV_MAX_N
 #define GEMV_MAX_N 16 /* n above this runs the GEMM (GEMV is faster up to ~20) */
 #endif
@@ -57,10 +60,10 @@
 #endif
 #define NR (NV * LQ_VL)
 #ifndef KC
-#define KC 256 /* columns per packed panel                                */
+#define KC 512 /* columns per packed panel                                */
 #endif
 #ifndef NC_PANELS
-#define NC_PANELS 2 /* NR-row panels per work item                        */
+#define NC_PANELS 4 /* NR-row panels per work item, at most              */
 #endif
 
 static bool dtype_ok(lq_dtype t) { return t == LQ_DTYPE_F32 || t == LQ_DTYPE_F16 || t == LQ_DTYPE_BF16; }
@@ -304,7 +307,9 @@ static void gemm_block(float *y, const float *x, int64_t n, const lq_weight *w, 
 
 static lq_status gemm(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias, int nt) {
     const int64_t n_panels = LQ_CEIL_DIV(w->rows, (int64_t)NR);
-    const int64_t n_items  = LQ_CEIL_DIV(n_panels, (int64_t)NC_PANELS);
+    /* about 8 work items per thread or more, so the dynamic schedule evens out */
+    const int64_t per_item = LQ_MAX((int64_t)1, LQ_MIN((int64_t)NC_PANELS, n_panels / (8 * (int64_t)nt)));
+    const int64_t n_items  = LQ_CEIL_DIV(n_panels, per_item);
     if (nt > n_items) nt = (int)n_items;
     float *const scr = lq_malloc(sizeof(float) * SCR_TOTAL * (size_t)nt);
     LQ_RETURN_IF(!scr, LQ_ERR_NOMEM, "matmul: no memory for %d x %d KiB of panel scratch", nt,
@@ -318,8 +323,8 @@ static lq_status gemm(float *y, const float *x, int64_t n, const lq_weight *w, c
 #pragma omp for schedule(dynamic, 1)
 #endif
         for (int64_t it = 0; it < n_items; it++) {
-            const int64_t p0 = it * NC_PANELS;
-            gemm_block(y, x, n, w, bias, p0, LQ_MIN((int64_t)NC_PANELS, n_panels - p0), mine);
+            const int64_t p0 = it * per_item;
+            gemm_block(y, x, n, w, bias, p0, LQ_MIN(per_item, n_panels - p0), mine);
         }
     }
     lq_free(scr);
