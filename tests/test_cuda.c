@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lq_test.h"
 
@@ -869,6 +870,78 @@ static void test_cuda_llama_stories260k(void) {
     lq_safetensors_close(st);
 }
 
+/* A figure, not a pass/fail check: batch-1 decode of a 4-layer F16 model
+ * with Llama-3-8B layer shapes (dim 4096, hidden 14336, 32/8 heads, head_dim
+ * 128, vocab 32000), the weight bytes read per token over the time per token,
+ * as a fraction of a device-to-device copy measured in the same run
+ * (lq_cuda_convert F16 -> F16: read + write). The weights repeat one random
+ * block; bandwidth does not care. */
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void test_cuda_llama_decode_bandwidth(void) {
+    enum { D = 4096, F = 14336, L = 4, H = 32, KVH = 8, HD = 128, V = 32000, STEPS = 20 };
+    const size_t    big = (size_t)V * D > (size_t)F * D ? (size_t)V * D : (size_t)F * D; /* elements */
+    uint16_t *const pat = malloc((big + 1) * sizeof(uint16_t)); /* lm_head starts one element in */
+    CU_ASSERT_FATAL(pat != NULL);
+    uint64_t s = 9001;
+    for (size_t i = 0; i < (1u << 20); i++) pat[i] = lq_f32_to_f16(0.02f * lq_test_randf(&s));
+    for (size_t i = 1u << 20; i < big + 1; i += 1u << 20)
+        memcpy(pat + i, pat, (big + 1 - i < (1u << 20) ? big + 1 - i : (1u << 20)) * sizeof(uint16_t));
+    lq_llama_layer   layers[L];
+    lq_llama_weights w;
+    float            inv[HD / 2];
+    memset(&w, 0, sizeof w);
+    memset(layers, 0, sizeof layers);
+    CU_ASSERT_EQUAL(lq_rope_inv_freq(inv, HD, 500000.0, LQ_ROPE_DEFAULT, 1.0, 1.0, 4.0, 8192), LQ_OK);
+    w.dim = D, w.hidden = F, w.n_layers = L, w.n_heads = H, w.n_kv_heads = KVH, w.head_dim = HD, w.vocab = V;
+    w.rms_eps = 1e-5f, w.rope_neox = true, w.inv_freq = inv, w.layers = layers;
+    const lq_weight norm = {LQ_DTYPE_F16, pat, 1, D};
+    w.embed = (lq_weight){LQ_DTYPE_F16, pat, V, D};
+    w.lm_head = w.embed;
+    w.lm_head.data = pat + 1; /* not tied: its own copy on the device, read every step */
+    w.norm = norm;
+    uint64_t per_token = (uint64_t)V * D * 2;
+    for (int l = 0; l < L; l++) {
+        lq_llama_layer *y = &layers[l];
+        y->attn_norm = y->ffn_norm = norm;
+        y->wq = (lq_weight){LQ_DTYPE_F16, pat, H * HD, D}, y->wk = (lq_weight){LQ_DTYPE_F16, pat, KVH * HD, D};
+        y->wv = y->wk, y->wo = (lq_weight){LQ_DTYPE_F16, pat, D, H * HD};
+        y->w_gate = (lq_weight){LQ_DTYPE_F16, pat, F, D}, y->w_up = y->w_gate;
+        y->w_down = (lq_weight){LQ_DTYPE_F16, pat, D, F};
+        per_token += 2 * ((uint64_t)2 * H * HD * D + (uint64_t)2 * KVH * HD * D + (uint64_t)3 * F * D);
+    }
+    lq_cuda_llama *g = NULL;
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_llama_init(&w, 64, 1, &g), LQ_OK);
+    float *const logits = malloc((size_t)V * sizeof(float));
+    CU_ASSERT_FATAL(logits != NULL);
+    int32_t tok = 1;
+    for (int i = 0; i < 2; i++) CU_ASSERT_EQUAL(lq_cuda_llama_forward(g, &tok, 1, i, logits, true), LQ_OK);
+    const double t0 = now_s();
+    for (int i = 0; i < STEPS; i++) CU_ASSERT_EQUAL(lq_cuda_llama_forward(g, &tok, 1, 2 + i, logits, true), LQ_OK);
+    const double t_tok = (now_s() - t0) / STEPS;
+    lq_cuda_llama_free(g);
+    /* the ceiling: a 1 GiB device-to-device copy */
+    const size_t copy_n = (size_t)1 << 29; /* F16 elements */
+    void        *a = NULL, *b = NULL;
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc(&a, copy_n * 2), LQ_OK);
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc(&b, copy_n * 2), LQ_OK);
+    CU_ASSERT_EQUAL(lq_cuda_convert(LQ_DTYPE_F16, b, LQ_DTYPE_F16, a, (int64_t)copy_n), LQ_OK);
+    CU_ASSERT_EQUAL(lq_cuda_synchronize(), LQ_OK); /* a same-type convert is a cudaMemcpy, async for D2D */
+    const double t1 = now_s();
+    for (int i = 0; i < 5; i++) CU_ASSERT_EQUAL(lq_cuda_convert(LQ_DTYPE_F16, b, LQ_DTYPE_F16, a, (int64_t)copy_n), LQ_OK);
+    CU_ASSERT_EQUAL(lq_cuda_synchronize(), LQ_OK);
+    const double copy_gbs = 5.0 * 2.0 * (double)copy_n * 2 / (now_s() - t1) / 1e9;
+    dev_free(a), dev_free(b);
+    const double gbs = (double)per_token / t_tok / 1e9;
+    printf("\n  decode F16 batch 1, %d layers (8B shapes): %.3f ms/token, %.0f GB/s = %.2f of the D2D copy (%.0f GB/s)",
+           L, t_tok * 1e3, gbs, gbs / copy_gbs, copy_gbs);
+    free(logits), free(pat);
+}
+
 CU_pSuite lq_test_cuda_suite(void) {
     CU_pSuite s = lq_test_add_suite("cuda");
     LQ_ADD_TEST(s, test_cuda_device);
@@ -887,5 +960,6 @@ CU_pSuite lq_test_cuda_suite(void) {
     LQ_ADD_TEST(s, test_cuda_llama_bf16);
     LQ_ADD_TEST(s, test_cuda_llama_refusals);
     LQ_ADD_TEST(s, test_cuda_llama_stories260k);
+    LQ_ADD_TEST(s, test_cuda_llama_decode_bandwidth);
     return s;
 }

@@ -193,6 +193,7 @@ extern "C" lq_status lq_cuda_convert(lq_dtype dst_t, void *dst, lq_dtype src_t, 
                  "source and destination overlap");
     if (dst_t == src_t) {
         LQ_CUDA_TRY(cudaMemcpy(dst, src, (size_t)n * ssz, cudaMemcpyDeviceToDevice));
+        LQ_CUDA_TRY(cudaDeviceSynchronize()); /* D2D copies return early; the contract is synchronous */
         return LQ_OK;
     }
     lq_status st = LQ_ERR_UNSUPPORTED;
