@@ -102,6 +102,9 @@ LIBA     := $(BUILD)/libquant.a
 .PHONY: all lib tools test test-run check check-run cuda-test fuzz bench install deps clean help demo format \
         tests-bin fuzz-replay
 
+# objects of the pattern-rule chain are not intermediates to delete
+.SECONDARY:
+
 ## all: libquant.a and every tool into build/ (default)
 all: $(LIBA) $(TOOLS)
 lib: $(LIBA)
