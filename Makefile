@@ -197,8 +197,9 @@ demo: deps
 ## install: headers, libquant.a, tools and libquant.pc under PREFIX (default /usr/local)
 install: all
 	$(Q)mkdir -p $(DESTDIR)$(PREFIX)/include/libquant $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
-	$(Q)cp libquant/libquant.h libquant/core/lq_common.h libquant/core/lq_json.h formats/lq_formats.h \
-	    kernels/lq_kernels.h $(DESTDIR)$(PREFIX)/include/libquant/
+	$(Q)cp libquant/libquant.h libquant/lq_model.h libquant/lq_eval.h libquant/lq_synth.h libquant/core/lq_common.h \
+	    libquant/core/lq_json.h formats/lq_formats.h formats/lq_tokenizer.h kernels/lq_kernels.h \
+	    $(DESTDIR)$(PREFIX)/include/libquant/
 	$(Q)cp $(LIBA) $(DESTDIR)$(PREFIX)/lib/
 	$(Q)cp $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' \

@@ -56,7 +56,8 @@ lq_status lq_embed_ref(float *out, const lq_weight *table, const int32_t *ids, i
 lq_status lq_embed_cpu(float *out, const lq_weight *table, const int32_t *ids, int64_t n, int n_threads);
 
 /*! lq_rmsnorm_*() : y (n, dim) = x / sqrt(mean(x²) + eps) ⊙ w (w: 1 x dim weight,
- *  any weight dtype). The mean is accumulated in f64 by `_ref`, f32 lanes by `_cpu`.
+ *  any weight dtype). The mean of squares is accumulated sequentially in f64 by
+ *  both versions, so `_cpu` is bit-identical to `_ref`.
  *  y may equal x. */
 void lq_rmsnorm_ref(float *y, const float *x, const lq_weight *w, int64_t n, int64_t dim, float eps);
 void lq_rmsnorm_cpu(float *y, const float *x, const lq_weight *w, int64_t n, int64_t dim, float eps, int n_threads);

@@ -25,13 +25,13 @@
  * sides), in practice by ~sqrt(K)·eps·max|partial sum|; the budgets below are
  * the practical scale with room, far below what a wrong index or a dropped
  * term produces (>= |one term| ~ Σ/K). */
-#define TOL_MATMUL_DOT   2.0  /* |cpu - ref| <= this · eps · sqrt(cols) · Σ|x·w| + eps·|y|      */
-#define TOL_ELEM_ULPS    1.0  /* embed/rmsnorm/rope: bit-identical expected; allowed ulps of |y| */
-#define TOL_ROPE_F64     4.0  /* rope vs f64 rotation, and p then -p: · eps · (|x0| + |x1|)    */
-#define TOL_SWIGLU_ULPS  4.0  /* vf_exp is within 2 ulp of expf; then 1+e, ÷, ·: ulps of |y|  */
-#define TOL_ATTN         1.0  /* attention: · eps · max|v| · (Σ|q·k|·scale + sqrt(np) + 1)     */
-#define TOL_LSM_ULPS     2.0  /* log_softmax vs ref: · eps · (|logit| + |lse|)                 */
-#define TOL_LSM_SUM      4.0  /* |Σ exp(out) - 1| <= this · eps · max(|logit| + |lse|)          */
+#define TOL_MATMUL_DOT 2.0  /* |cpu - ref| <= this · eps · sqrt(cols) · Σ|x·w| + eps·|y|      */
+#define TOL_ELEM_ULPS 1.0   /* embed/rmsnorm/rope: bit-identical expected; allowed ulps of |y| */
+#define TOL_ROPE_F64 4.0    /* rope vs f64 rotation, and p then -p: · eps · (|x0| + |x1|)    */
+#define TOL_SWIGLU_ULPS 4.0 /* vf_exp is within 2 ulp of expf; then 1+e, ÷, ·: ulps of |y|  */
+#define TOL_ATTN 1.0        /* attention: · eps · max|v| · (Σ|q·k|·scale + sqrt(np) + 1)     */
+#define TOL_LSM_ULPS 2.0    /* log_softmax vs ref: · eps · (|logit| + |lse|)                 */
+#define TOL_LSM_SUM 4.0     /* |Σ exp(out) - 1| <= this · eps · max(|logit| + |lse|)          */
 
 #define MAX_REPORT 5 /* mismatches printed per check */
 
@@ -44,7 +44,8 @@ static float *randv(int64_t n, float scale, uint64_t seed) {
     float   *v = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
     uint64_t s = seed;
     CU_ASSERT_FATAL(v != NULL);
-    for (int64_t i = 0; i < n; i++) v[i] = scale * lq_test_randf(&s);
+    for (int64_t i = 0; i < n; i++)
+        v[i] = scale * lq_test_randf(&s);
     return v;
 }
 
@@ -99,7 +100,7 @@ static bool check_close(const char *what, const float *got, const float *want, c
     for (int64_t i = 0; i < n; i++) {
         const double d     = fabs((double)got[i] - (double)want[i]);
         const bool   nan_g = isnan(got[i]), nan_w = isnan(want[i]);
-        const bool   ok    = (nan_g && nan_w) || (!nan_g && !nan_w && (got[i] == want[i] || d <= tol[i]));
+        const bool   ok = (nan_g && nan_w) || (!nan_g && !nan_w && (got[i] == want[i] || d <= tol[i]));
         if (!nan_g && !nan_w && d > worst) worst = d;
         if (tol[i] > 0 && !nan_g && !nan_w && d / tol[i] > worst_ratio) worst_ratio = d / tol[i];
         if (!ok) {
@@ -109,8 +110,7 @@ static bool check_close(const char *what, const float *got, const float *want, c
             bad++;
         }
     }
-    if (getenv("LQ_TEST_VERBOSE"))
-        printf("\n  %s: maxdiff = %.3e, %.3f of budget", what, worst, worst_ratio);
+    if (getenv("LQ_TEST_VERBOSE")) printf("\n  %s: maxdiff = %.3e, %.3f of budget", what, worst, worst_ratio);
     if (bad)
         printf("\n  %s: TENSOR NOT OK, %d of %lld bad, maxdiff = %e (%.2f of budget)\n", what, bad, (long long)n, worst,
                worst_ratio);
@@ -134,19 +134,20 @@ static double ulps_tol(double ulps, double v) { return ulps * FLT_EPSILON * fmax
 /* run _cpu (with `nt` threads) and _ref on one case and compare */
 static bool matmul_case(const lq_weight *w, int64_t n, bool with_bias, int nt, uint64_t seed) {
     const int64_t rows = w->rows, cols = w->cols;
-    float        *x    = randv(n * cols, 1.f, seed);
-    float        *b    = with_bias ? randv(rows, 1.f, seed + 1) : NULL;
-    float        *y = malloc(sizeof(float) * (size_t)(n * rows + 1)), *yr = malloc(sizeof(float) * (size_t)(n * rows + 1));
-    double       *tol = malloc(sizeof(double) * (size_t)(n * rows + 1));
+    float        *x = randv(n * cols, 1.f, seed);
+    float        *b = with_bias ? randv(rows, 1.f, seed + 1) : NULL;
+    float  *y = malloc(sizeof(float) * (size_t)(n * rows + 1)), *yr = malloc(sizeof(float) * (size_t)(n * rows + 1));
+    double *tol = malloc(sizeof(double) * (size_t)(n * rows + 1));
     CU_ASSERT_FATAL(y && yr && tol);
     CU_ASSERT_EQUAL_FATAL(lq_matmul_cpu(y, x, n, w, b, nt), LQ_OK);
     CU_ASSERT_EQUAL_FATAL(lq_matmul_ref(yr, x, n, w, b), LQ_OK);
     for (int64_t t = 0; t < n; t++)
         for (int64_t r = 0; r < rows; r++) {
             double mag = 0;
-            for (int64_t c = 0; c < cols; c++) mag += fabs((double)x[t * cols + c] * welem(w, r * cols + c));
-            tol[t * rows + r] = TOL_MATMUL_DOT * FLT_EPSILON * sqrt((double)cols) * mag +
-                                FLT_EPSILON * fabs((double)yr[t * rows + r]);
+            for (int64_t c = 0; c < cols; c++)
+                mag += fabs((double)x[t * cols + c] * welem(w, r * cols + c));
+            tol[t * rows + r] =
+                TOL_MATMUL_DOT * FLT_EPSILON * sqrt((double)cols) * mag + FLT_EPSILON * fabs((double)yr[t * rows + r]);
         }
     char what[160];
     snprintf(what, sizeof what, "matmul %s n=%lld rows=%lld cols=%lld bias=%d threads=%d (seed %llu)", dname(w->dtype),
@@ -157,11 +158,11 @@ static bool matmul_case(const lq_weight *w, int64_t n, bool with_bias, int nt, u
 }
 
 static void test_kernels_matmul_vs_ref(void) {
-    static const int64_t shapes[][2] = {{1, 1},    {3, 5},     {17, 15},  {48, 16},  {33, 65},
+    static const int64_t shapes[][2] = {{1, 1},    {3, 5},     {17, 15},   {48, 16},  {33, 65},
                                         {97, 127}, {130, 257}, {200, 600}, {49, 1000}};
     /* GEMV up to n = 16, GEMM above (partial register tiles at 17, 20) */
-    static const int64_t ns[]        = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 20, 64};
-    uint64_t             seed        = 100;
+    static const int64_t ns[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 20, 64};
+    uint64_t             seed = 100;
     for (size_t d = 0; d < 3; d++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             tweight tw = make_weight(WDTYPES[d], shapes[s][0], shapes[s][1], seed++, s % 2 ? 2 : 0);
@@ -176,12 +177,29 @@ static void test_kernels_matmul_vs_ref(void) {
         }
 }
 
+/* shapes drawn from a fixed seed: n across both regimes, any rows and cols */
+static void test_kernels_matmul_random_shapes(void) {
+    uint64_t st = 0x5eed;
+    for (int c = 0; c < 16; c++) {
+        const int64_t  n    = 1 + (int64_t)(lq_test_rand(&st) % 40);
+        const int64_t  rows = 1 + (int64_t)(lq_test_rand(&st) % 150);
+        const int64_t  cols = 1 + (int64_t)(lq_test_rand(&st) % 700);
+        const lq_dtype dt   = WDTYPES[lq_test_rand(&st) % 3];
+        const bool     bias = lq_test_rand(&st) % 2;
+        tweight        tw   = make_weight(dt, rows, cols, 1000 + (uint64_t)c, (size_t)(c % 2) * 2);
+        const bool     ok   = matmul_case(&tw.w, n, bias, 1 + c % 3, 2000 + (uint64_t)c);
+        CU_ASSERT(ok);
+        if (!ok) printf("\n  (random shape case %d of seed 0x5eed)\n", c);
+        free_weight(&tw);
+    }
+}
+
 static void test_kernels_matmul_threads(void) {
     static const int64_t ns[] = {1, 6, 9, 17, 40};
     for (size_t d = 0; d < 3; d++) {
         /* big enough that even n = 1 runs a thread team (LQ_PAR_MIN_WORK) */
         const int64_t rows = 3011, cols = 351;
-        tweight       tw   = make_weight(WDTYPES[d], rows, cols, 7 + d, 0);
+        tweight       tw = make_weight(WDTYPES[d], rows, cols, 7 + d, 0);
         for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
             const int64_t n = ns[k];
             float        *x = randv(n * cols, 1.f, 77 + k), *b = randv(rows, 1.f, 99);
@@ -195,7 +213,8 @@ static void test_kernels_matmul_threads(void) {
             snprintf(what, sizeof what, "matmul %s n=%lld", dname(WDTYPES[d]), (long long)n);
             CU_ASSERT(check_same(what, y[0], y[1], n * rows));
             CU_ASSERT(check_same(what, y[0], y[2], n * rows));
-            for (int i = 0; i < 3; i++) free(y[i]);
+            for (int i = 0; i < 3; i++)
+                free(y[i]);
             free(x), free(b);
         }
         free_weight(&tw);
@@ -246,9 +265,9 @@ static void test_kernels_embed(void) {
     for (size_t d = 0; d < 3; d++)
         for (size_t c = 0; c < sizeof cols_list / sizeof cols_list[0]; c++) {
             const int64_t rows = 37, cols = cols_list[c], n = 9;
-            tweight       tw   = make_weight(WDTYPES[d], rows, cols, 30 + c, c % 2 ? 2 : 0);
+            tweight       tw     = make_weight(WDTYPES[d], rows, cols, 30 + c, c % 2 ? 2 : 0);
             int32_t       ids[9] = {0, 36, 5, 5, 17, 1, 35, 0, 20};
-            float        *y = malloc(sizeof(float) * (size_t)(n * cols)), *yr = malloc(sizeof(float) * (size_t)(n * cols));
+            float *y = malloc(sizeof(float) * (size_t)(n * cols)), *yr = malloc(sizeof(float) * (size_t)(n * cols));
             CU_ASSERT_FATAL(y && yr);
             CU_ASSERT_EQUAL(lq_embed_ref(yr, &tw.w, ids, n), LQ_OK);
             for (size_t ti = 0; ti < 3; ti++) {
@@ -287,7 +306,8 @@ static void test_kernels_rmsnorm(void) {
                 double       *tol = malloc(sizeof(double) * (size_t)(n * dim));
                 CU_ASSERT_FATAL(y && yr && tol);
                 lq_rmsnorm_ref(yr, x, &tw.w, n, dim, 1e-5f);
-                for (int64_t i = 0; i < n * dim; i++) tol[i] = ulps_tol(TOL_ELEM_ULPS, yr[i]);
+                for (int64_t i = 0; i < n * dim; i++)
+                    tol[i] = ulps_tol(TOL_ELEM_ULPS, yr[i]);
                 char what[80];
                 snprintf(what, sizeof what, "rmsnorm %s dim=%lld n=%lld", dname(WDTYPES[d]), (long long)dim,
                          (long long)n);
@@ -312,19 +332,20 @@ static float *default_inv_freq(int64_t head_dim, double theta) {
 }
 
 static void test_kernels_rope_vs_ref(void) {
-    static const int64_t hds[] = {2, 6, 64, 130, 300};
+    static const int64_t hds[]  = {2, 6, 64, 130, 300};
     int32_t              pos[7] = {0, 1, 2, 17, 1000, 32767, 131071};
     for (int neox = 0; neox < 2; neox++)
         for (size_t k = 0; k < sizeof hds / sizeof hds[0]; k++) {
             const int64_t hd = hds[k], H = 5, n = 7, len = n * H * hd; /* 300: a thread team */
             float        *inv = default_inv_freq(hd, 10000.0);
             float        *x = randv(len, 2.f, 50 + k), *xr = malloc(sizeof(float) * (size_t)len);
-            float        *y = malloc(sizeof(float) * (size_t)len);
+            float        *y   = malloc(sizeof(float) * (size_t)len);
             double       *tol = malloc(sizeof(double) * (size_t)len);
             CU_ASSERT_FATAL(xr && y && tol);
             memcpy(xr, x, sizeof(float) * (size_t)len);
             lq_rope_ref(xr, pos, n, H, hd, inv, neox);
-            for (int64_t i = 0; i < len; i++) tol[i] = ulps_tol(TOL_ELEM_ULPS, xr[i]);
+            for (int64_t i = 0; i < len; i++)
+                tol[i] = ulps_tol(TOL_ELEM_ULPS, xr[i]);
             char what[64];
             snprintf(what, sizeof what, "rope neox=%d head_dim=%lld", neox, (long long)hd);
             for (size_t ti = 0; ti < 3; ti++) {
@@ -340,7 +361,8 @@ static void test_kernels_rope_vs_ref(void) {
 static void test_kernels_rope_closed_form(void) {
     const int64_t hd = 64, H = 2, n = 5, half = hd / 2, len = n * H * hd;
     int32_t       pos[5] = {0, 3, 100, 4095, 70000}, neg[5];
-    for (int i = 0; i < 5; i++) neg[i] = -pos[i];
+    for (int i = 0; i < 5; i++)
+        neg[i] = -pos[i];
     float *inv = default_inv_freq(hd, 500000.0);
     for (int neox = 0; neox < 2; neox++) {
         float *x = randv(len, 1.f, 60 + neox), *y = malloc(sizeof(float) * (size_t)len);
@@ -385,11 +407,13 @@ static void test_kernels_rope_inv_freq(void) {
     float         got[64];
     /* default, theta 10000 */
     CU_ASSERT_EQUAL(lq_rope_inv_freq(got, hd, 10000.0, LQ_ROPE_DEFAULT, 1, 1, 1, 0), LQ_OK);
-    for (int i = 0; i < 64; i++) CU_ASSERT_EQUAL(got[i], (float)(1.0 / pow(10000.0, (2.0 * i) / 128.0)));
+    for (int i = 0; i < 64; i++)
+        CU_ASSERT_EQUAL(got[i], (float)(1.0 / pow(10000.0, (2.0 * i) / 128.0)));
     CU_ASSERT_DOUBLE_EQUAL(got[1], 0.8659643233600653, 1e-7); /* 10000^(-1/64) */
     /* linear, factor 4 */
     CU_ASSERT_EQUAL(lq_rope_inv_freq(got, hd, 10000.0, LQ_ROPE_LINEAR, 4.0, 1, 1, 0), LQ_OK);
-    for (int i = 0; i < 64; i++) CU_ASSERT_EQUAL(got[i], (float)(1.0 / pow(10000.0, (2.0 * i) / 128.0) / 4.0));
+    for (int i = 0; i < 64; i++)
+        CU_ASSERT_EQUAL(got[i], (float)(1.0 / pow(10000.0, (2.0 * i) / 128.0) / 4.0));
     /* llama3 (Llama 3.1 8B config) */
     const double theta = 500000.0, factor = 8.0, low = 1.0, high = 4.0, old_ctx = 8192.0;
     CU_ASSERT_EQUAL(lq_rope_inv_freq(got, hd, theta, LQ_ROPE_LLAMA3, factor, low, high, 8192), LQ_OK);
@@ -411,8 +435,7 @@ static void test_kernels_rope_inv_freq(void) {
             n_mid++;
         }
         const float w = (float)want;
-        if (fabsf(got[i] - w) > ulps_tol(1.0, w))
-            printf("\n  llama3 inv_freq[%d] = %.9g, want %.9g", i, got[i], w);
+        if (fabsf(got[i] - w) > ulps_tol(1.0, w)) printf("\n  llama3 inv_freq[%d] = %.9g, want %.9g", i, got[i], w);
         CU_ASSERT(fabsf(got[i] - w) <= ulps_tol(1.0, w));
     }
     CU_ASSERT(n_low > 0 && n_mid > 0 && n_high > 0); /* the config exercises all three bands */
@@ -433,7 +456,7 @@ static void attention_f64(double *out, double *scale_out, const float *q, const 
     for (int64_t t = 0; t < n; t++)
         for (int64_t h = 0; h < H; h++) {
             const int64_t kvh = h / (H / KVH), np = pos0 + t + 1;
-            const float  *qv  = q + (t * H + h) * hd;
+            const float  *qv = q + (t * H + h) * hd;
             double        mx = -INFINITY, qk_mag = 0, vmax = 0, sum = 0;
             for (int64_t p = 0; p < np; p++) {
                 double d = 0, m = 0;
@@ -446,10 +469,12 @@ static void attention_f64(double *out, double *scale_out, const float *q, const 
                 mx     = fmax(mx, att[p]);
                 qk_mag = fmax(qk_mag, m * sc);
             }
-            for (int64_t p = 0; p < np; p++) sum += (att[p] = exp(att[p] - mx));
+            for (int64_t p = 0; p < np; p++)
+                sum += (att[p] = exp(att[p] - mx));
             for (int64_t i = 0; i < hd; i++) {
                 double o = 0;
-                for (int64_t p = 0; p < np; p++) o += att[p] / sum * v[p * stride + kvh * hd + i];
+                for (int64_t p = 0; p < np; p++)
+                    o += att[p] / sum * v[p * stride + kvh * hd + i];
                 out[(t * H + h) * hd + i] = o;
             }
             scale_out[t * H + h] = FLT_EPSILON * vmax * (qk_mag + sqrt((double)np) + 1);
@@ -461,8 +486,9 @@ static void test_kernels_attention(void) {
     static const struct {
         int64_t n, pos0, H, KVH, hd;
     } cases[] = {
-        {1, 0, 4, 4, 8},   {1, 37, 8, 2, 16}, {5, 0, 4, 1, 13},  {7, 3, 8, 4, 64},
+        {1, 0, 4, 4, 8},    {1, 37, 8, 2, 16}, {5, 0, 4, 1, 13},   {7, 3, 8, 4, 64},
         {17, 20, 4, 2, 33}, {40, 0, 8, 2, 64}, {3, 100, 4, 1, 80}, {2, 5, 2, 1, 160},
+        {4, 2, 6, 2, 24},   {3, 9, 8, 1, 32},  {1, 30, 8, 1, 64}, /* groups of 3 and 8 */
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int64_t n = cases[c].n, pos0 = cases[c].pos0, H = cases[c].H, KVH = cases[c].KVH, hd = cases[c].hd;
@@ -480,8 +506,8 @@ static void test_kernels_attention(void) {
         }
         lq_attention_ref(orf, q, k, v, n, pos0, H, KVH, hd, stride);
         char what[96];
-        snprintf(what, sizeof what, "attention n=%lld pos0=%lld heads=%lld/%lld hd=%lld", (long long)n,
-                 (long long)pos0, (long long)H, (long long)KVH, (long long)hd);
+        snprintf(what, sizeof what, "attention n=%lld pos0=%lld heads=%lld/%lld hd=%lld", (long long)n, (long long)pos0,
+                 (long long)H, (long long)KVH, (long long)hd);
         for (int ti = 0; ti < 3; ti++) {
             o[ti] = malloc(sizeof(float) * (size_t)qn);
             CU_ASSERT_FATAL(o[ti] != NULL);
@@ -489,11 +515,13 @@ static void test_kernels_attention(void) {
         }
         CU_ASSERT(check_close(what, o[0], o64f, tol, qn));
         CU_ASSERT(check_close("attention _ref vs f64 (the oracle itself)", orf, o64f, tol, qn));
-        for (int64_t i = 0; i < qn; i++) tol[i] *= 2; /* both sides carry their own error */
+        for (int64_t i = 0; i < qn; i++)
+            tol[i] *= 2; /* both sides carry their own error */
         CU_ASSERT(check_close(what, o[0], orf, tol, qn));
         CU_ASSERT(check_same(what, o[0], o[1], qn));
         CU_ASSERT(check_same(what, o[0], o[2], qn));
-        for (int ti = 0; ti < 3; ti++) free(o[ti]);
+        for (int ti = 0; ti < 3; ti++)
+            free(o[ti]);
         free(q), free(k), free(v), free(orf), free(o64f), free(o64), free(sc), free(tol);
     }
     lq_test_quiet(1);
@@ -507,15 +535,17 @@ static void test_kernels_attention(void) {
 static void test_kernels_swiglu(void) {
     static const int64_t ns[] = {1, 15, 16, 17, 100003};
     for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
-        const int64_t n = ns[k];
-        float        *g = randv(n, 12.f, 110 + k), *u = randv(n, 2.f, 120 + k);
+        const int64_t      n = ns[k];
+        float             *g = randv(n, 12.f, 110 + k), *u = randv(n, 2.f, 120 + k);
         static const float special[] = {0.f, -0.f, 100.f, -100.f, 88.f, -88.f, 89.5f, -89.5f, 1e-30f, -200.f, 30.f};
-        for (size_t i = 0; i < sizeof special / sizeof special[0] && (int64_t)i < n; i++) g[i] = special[i];
+        for (size_t i = 0; i < sizeof special / sizeof special[0] && (int64_t)i < n; i++)
+            g[i] = special[i];
         float  *yr = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
         double *tol = malloc(sizeof(double) * (size_t)n);
         CU_ASSERT_FATAL(yr && y && tol);
         lq_swiglu_ref(yr, g, u, n);
-        for (int64_t i = 0; i < n; i++) tol[i] = ulps_tol(TOL_SWIGLU_ULPS, yr[i]);
+        for (int64_t i = 0; i < n; i++)
+            tol[i] = ulps_tol(TOL_SWIGLU_ULPS, yr[i]);
         char what[48];
         snprintf(what, sizeof what, "swiglu n=%lld", (long long)n);
         float *y1 = malloc(sizeof(float) * (size_t)n);
@@ -541,9 +571,10 @@ static void test_kernels_log_softmax(void) {
         float        *l = randv(len, 8.f, 130 + k);
         if (V > 16) { /* a peaked row and a row with underflowing terms */
             l[5] = 60.f;
-            for (int64_t i = V; i < 2 * V; i += 3) l[i] = -1e4f;
+            for (int64_t i = V; i < 2 * V; i += 3)
+                l[i] = -1e4f;
         }
-        float  *yr = malloc(sizeof(float) * (size_t)len), *y[3];
+        float  *yr  = malloc(sizeof(float) * (size_t)len), *y[3];
         double *tol = malloc(sizeof(double) * (size_t)len);
         CU_ASSERT_FATAL(yr && tol);
         lq_log_softmax_ref(yr, l, n, V);
@@ -557,13 +588,15 @@ static void test_kernels_log_softmax(void) {
         for (int64_t t = 0; t < n; t++) {
             /* lse from the reference output: out = l - lse */
             double lse = 0, worst = 0;
-            for (int64_t i = 0; i < V; i++) lse = fmax(lse, fabs((double)l[t * V + i] - yr[t * V + i]));
+            for (int64_t i = 0; i < V; i++)
+                lse = fmax(lse, fabs((double)l[t * V + i] - yr[t * V + i]));
             for (int64_t i = 0; i < V; i++) {
                 tol[t * V + i] = TOL_LSM_ULPS * FLT_EPSILON * (fabs(l[t * V + i]) + lse);
                 worst          = fmax(worst, fabs(l[t * V + i]) + lse);
             }
             double s = 0;
-            for (int64_t i = 0; i < V; i++) s += exp((double)y[0][t * V + i]);
+            for (int64_t i = 0; i < V; i++)
+                s += exp((double)y[0][t * V + i]);
             if (!(fabs(s - 1.0) <= TOL_LSM_SUM * FLT_EPSILON * worst))
                 printf("\n  %s row %lld: sum of probabilities %.17g\n", what, (long long)t, s);
             CU_ASSERT(fabs(s - 1.0) <= TOL_LSM_SUM * FLT_EPSILON * worst);
@@ -573,7 +606,8 @@ static void test_kernels_log_softmax(void) {
         CU_ASSERT(check_same(what, y[0], y[2], len));
         lq_log_softmax_cpu(l, l, n, V, 2); /* in place */
         CU_ASSERT(check_same(what, l, y[0], len));
-        for (int ti = 0; ti < 3; ti++) free(y[ti]);
+        for (int ti = 0; ti < 3; ti++)
+            free(y[ti]);
         free(l), free(yr), free(tol);
     }
 }
@@ -581,6 +615,7 @@ static void test_kernels_log_softmax(void) {
 CU_pSuite lq_test_kernels_suite(void) {
     CU_pSuite s = lq_test_add_suite("kernels");
     LQ_ADD_TEST(s, test_kernels_matmul_vs_ref);
+    LQ_ADD_TEST(s, test_kernels_matmul_random_shapes);
     LQ_ADD_TEST(s, test_kernels_matmul_threads);
     LQ_ADD_TEST(s, test_kernels_matmul_edges);
     LQ_ADD_TEST(s, test_kernels_embed);

@@ -25,10 +25,10 @@
 #include <string.h>
 #include <time.h>
 
-#define N_REPS     7                    /* timed runs per kernel figure      */
-#define BW_BYTES   ((size_t)1 << 30)    /* bandwidth buffer                  */
-#define POOL_BYTES ((size_t)768 << 20)  /* decode weight rotation pool       */
-#define PREFILL_N  512
+#define N_REPS 7                       /* timed runs per kernel figure      */
+#define BW_BYTES ((size_t)1 << 30)     /* bandwidth buffer                  */
+#define POOL_BYTES ((size_t)768 << 20) /* decode weight rotation pool       */
+#define PREFILL_N 512
 
 static double now_s(void) {
     struct timespec ts;
@@ -52,14 +52,15 @@ static float fma_loop(long iters, float seed) {
     lq_vf       a0 = vf_set1(seed), a1 = vf_set1(seed + 1), a2 = vf_set1(seed + 2), a3 = vf_set1(seed + 3);
     lq_vf       a4 = vf_set1(seed + 4), a5 = vf_set1(seed + 5), a6 = vf_set1(seed + 6), a7 = vf_set1(seed + 7);
     lq_vf       a8 = vf_set1(seed + 8), a9 = vf_set1(seed + 9), a10 = vf_set1(seed + 10), a11 = vf_set1(seed + 11);
-    lq_vf a12 = vf_set1(seed + 12), a13 = vf_set1(seed + 13), a14 = vf_set1(seed + 14), a15 = vf_set1(seed + 15);
+    lq_vf       a12 = vf_set1(seed + 12), a13 = vf_set1(seed + 13), a14 = vf_set1(seed + 14), a15 = vf_set1(seed + 15);
     for (long i = 0; i < iters; i++) {
 #define F(a) a = vf_fma(a, b, c);
         F(a0) F(a1) F(a2) F(a3) F(a4) F(a5) F(a6) F(a7) F(a8) F(a9) F(a10) F(a11) F(a12) F(a13) F(a14) F(a15)
 #undef F
     }
-    const lq_vf s = vf_add(vf_add(vf_add(vf_add(a0, a1), vf_add(a2, a3)), vf_add(vf_add(a4, a5), vf_add(a6, a7))),
-                           vf_add(vf_add(vf_add(a8, a9), vf_add(a10, a11)), vf_add(vf_add(a12, a13), vf_add(a14, a15))));
+    const lq_vf s =
+        vf_add(vf_add(vf_add(vf_add(a0, a1), vf_add(a2, a3)), vf_add(vf_add(a4, a5), vf_add(a6, a7))),
+               vf_add(vf_add(vf_add(a8, a9), vf_add(a10, a11)), vf_add(vf_add(a12, a13), vf_add(a14, a15))));
     return vf_hsum(s);
 }
 
@@ -129,28 +130,25 @@ static void fill_weights(void *dst, lq_dtype dt, size_t n, uint64_t seed, int nt
                 const uint32_t u = (uint32_t)(r & 0x807FFFFFu) | ((uint32_t)(125 + (r >> 32) % 2) << 23);
                 memcpy((uint8_t *)dst + 4 * i, &u, 4);
             } else {
-                const uint16_t h = dt == LQ_DTYPE_F16
-                                       ? (uint16_t)((r & 0x83FFu) | ((13 + (r >> 32) % 2) << 10))
-                                       : (uint16_t)((r & 0x807Fu) | ((125 + (r >> 32) % 2) << 7));
+                const uint16_t h = dt == LQ_DTYPE_F16 ? (uint16_t)((r & 0x83FFu) | ((13 + (r >> 32) % 2) << 10))
+                                                      : (uint16_t)((r & 0x807Fu) | ((125 + (r >> 32) % 2) << 7));
                 memcpy((uint8_t *)dst + 2 * i, &h, 2);
             }
         }
     }
 }
 
-static const char *dt_name(lq_dtype dt) {
-    return dt == LQ_DTYPE_F16 ? "f16" : dt == LQ_DTYPE_BF16 ? "bf16" : "f32";
-}
+static const char *dt_name(lq_dtype dt) { return dt == LQ_DTYPE_F16 ? "f16" : dt == LQ_DTYPE_BF16 ? "bf16" : "f32"; }
 
 /* lq_matmul_cpu against lq_matmul_ref on a small odd shape; max |diff| / Σ|x·w| */
 static bool check_matmul(lq_dtype dt, int nt, FILE *out) {
     static const int64_t ns[] = {1, 37};
     const int64_t        rows = 77, cols = 301;
-    const size_t         esz  = dt == LQ_DTYPE_F32 ? 4 : 2;
-    void *const          w    = lq_malloc((size_t)(rows * cols) * esz);
-    float *const         x = lq_malloc(sizeof(float) * 37 * cols), *const y = lq_malloc(sizeof(float) * 37 * rows);
-    float *const         yr = lq_malloc(sizeof(float) * 37 * rows);
-    bool                 ok = w && x && y && yr;
+    const size_t         esz = dt == LQ_DTYPE_F32 ? 4 : 2;
+    void *const          w   = lq_malloc((size_t)(rows * cols) * esz);
+    float *const x = lq_malloc(sizeof(float) * 37 * cols), *const y = lq_malloc(sizeof(float) * 37 * rows);
+    float *const yr = lq_malloc(sizeof(float) * 37 * rows);
+    bool         ok = w && x && y && yr;
     if (ok) {
         fill_weights(w, dt, (size_t)(rows * cols), 7, 1);
         fill_weights(x, LQ_DTYPE_F32, (size_t)(37 * cols), 9, 1);
@@ -163,23 +161,25 @@ static bool check_matmul(lq_dtype dt, int nt, FILE *out) {
                 if (d > worst) worst = d;
             }
             if (worst > 4.0 * FLT_EPSILON) ok = false;
-            if (!ok) fprintf(out, "matmul %s n=%lld: CHECK FAILED (max diff %.3g per term)\n", dt_name(dt),
-                             (long long)ns[k], worst);
+            if (!ok)
+                fprintf(out, "matmul %s n=%lld: CHECK FAILED (max diff %.3g per term)\n", dt_name(dt), (long long)ns[k],
+                        worst);
         }
     }
     lq_free(w), lq_free(x), lq_free(y), lq_free(yr);
     return ok;
 }
 
+/* a ratio above 1 means the ceiling's runs were all slowed by other load */
+static const char *disturbed(double ratio) { return ratio > 1.02 ? "  [ceiling disturbed: rerun when idle]" : ""; }
+
 /* ==== the benchmark ==== */
 
 int lq__bench_cpu_kernels(int n_threads, FILE *out) {
-    const int nt = lq__cpu_threads(n_threads);
-    static const struct {
-        int64_t rows, cols;
-    } shapes[] = {{2048, 2048}, {5632, 2048}, {32000, 2048}};
-    static const lq_dtype dts[] = {LQ_DTYPE_F16, LQ_DTYPE_BF16, LQ_DTYPE_F32};
-    int                   rc    = 0;
+    const int nt                                         = lq__cpu_threads(n_threads);
+    static const struct { int64_t rows, cols; } shapes[] = {{2048, 2048}, {5632, 2048}, {32000, 2048}};
+    static const lq_dtype dts[]                          = {LQ_DTYPE_F16, LQ_DTYPE_BF16, LQ_DTYPE_F32};
+    int                   rc                             = 0;
 
     float *const bw   = lq_malloc(BW_BYTES);
     void *const  pool = lq_malloc(POOL_BYTES);
@@ -211,7 +211,7 @@ int lq__bench_cpu_kernels(int n_threads, FILE *out) {
             const int64_t rows = shapes[s].rows, cols = shapes[s].cols;
             const size_t  wbytes = (size_t)(rows * cols) * esz;
             const size_t  copies = POOL_BYTES / wbytes;
-            lq_weight     w = {dt, pool, rows, cols};
+            lq_weight     w      = {dt, pool, rows, cols};
             /* prefill */
             double pk = fma_peak_gflops(nt), best = 1e30;
             if (lq_matmul_cpu(y, x, PREFILL_N, &w, NULL, nt) != LQ_OK) rc = 1; /* warm-up */
@@ -222,8 +222,10 @@ int lq__bench_cpu_kernels(int n_threads, FILE *out) {
             }
             pk                 = LQ_MAX(pk, fma_peak_gflops(nt));
             const double gflop = 2.0 * PREFILL_N * (double)rows * (double)cols / best / 1e9;
-            fprintf(out, "matmul %-4s prefill %dx%lldx%-5lld : %6.1f GFLOP/s  ratio %.2f of FMA peak (%.0f)  (goal >= 0.60)\n",
-                    dt_name(dt), PREFILL_N, (long long)cols, (long long)rows, gflop, gflop / pk, pk);
+            fprintf(
+                out,
+                "matmul %-4s prefill %dx%lldx%-5lld : %6.1f GFLOP/s  ratio %.2f of FMA peak (%.0f)  (goal >= 0.60)%s\n",
+                dt_name(dt), PREFILL_N, (long long)cols, (long long)rows, gflop, gflop / pk, pk, disturbed(gflop / pk));
             /* decode: every call on a different copy, so each streams from DRAM */
             double bwk = read_bw_gbs(bw, BW_BYTES / 4, nt);
             best       = 1e30;
@@ -235,20 +237,24 @@ int lq__bench_cpu_kernels(int n_threads, FILE *out) {
             }
             bwk             = LQ_MAX(bwk, read_bw_gbs(bw, BW_BYTES / 4, nt));
             const double gb = (double)wbytes / best / 1e9;
-            fprintf(out, "matmul %-4s decode  1x%lldx%-5lld    : %6.1f GB/s     ratio %.2f of read bw   (%.0f)  (goal >= 0.60)\n",
-                    dt_name(dt), (long long)cols, (long long)rows, gb, gb / bwk, bwk);
+            fprintf(out,
+                    "matmul %-4s decode  1x%lldx%-5lld    : %6.1f GB/s     ratio %.2f of read bw   (%.0f)  "
+                    "(goal >= 0.60)%s\n",
+                    dt_name(dt), (long long)cols, (long long)rows, gb, gb / bwk, bwk, disturbed(gb / bwk));
             peak = LQ_MAX(peak, pk);
             band = LQ_MAX(band, bwk);
         }
     }
-    fprintf(out, "best ceilings seen   : %.1f GFLOP/s, %.1f GB/s (each ratio above uses the ceiling measured beside it)\n",
+    fprintf(out,
+            "best ceilings seen   : %.1f GFLOP/s, %.1f GB/s (each ratio above uses the ceiling measured beside it)\n",
             peak, band);
 
     /* attention, Llama-1B shape: 32 heads, 4 kv heads, head_dim 64, one prefill of 512 and a decode at 512 */
     {
         const int64_t H = 32, KVH = 4, HD = 64, S = PREFILL_N, KVD = KVH * HD;
-        float *const  q = lq_malloc(sizeof(float) * S * H * HD), *const o = lq_malloc(sizeof(float) * S * H * HD);
-        float *const  kc = lq_malloc(sizeof(float) * (S + 1) * KVD), *const vc = lq_malloc(sizeof(float) * (S + 1) * KVD);
+        float *const q = lq_malloc(sizeof(float) * S * H * HD), *const o = lq_malloc(sizeof(float) * S * H * HD);
+        float *const kc = lq_malloc(sizeof(float) * (S + 1) * KVD), *const vc =
+                                                                        lq_malloc(sizeof(float) * (S + 1) * KVD);
         if (q && o && kc && vc) {
             fill_weights(q, LQ_DTYPE_F32, (size_t)(S * H * HD), 21, nt);
             fill_weights(kc, LQ_DTYPE_F32, (size_t)((S + 1) * KVD), 22, nt);
@@ -264,7 +270,8 @@ int lq__bench_cpu_kernels(int n_threads, FILE *out) {
             }
             /* flops: QK and PV over the causal triangle */
             const double fl = 4.0 * (double)H * HD * (double)S * (double)(S + 1) / 2.0;
-            fprintf(out, "attention prefill 512 tok, 32/4 heads x 64 : %7.2f ms  %6.1f GFLOP/s  ratio %.2f of FMA peak\n",
+            fprintf(out,
+                    "attention prefill 512 tok, 32/4 heads x 64 : %7.2f ms  %6.1f GFLOP/s  ratio %.2f of FMA peak\n",
                     tp * 1e3, fl / tp / 1e9, fl / tp / 1e9 / peak);
             fprintf(out, "attention decode at pos 512              : %7.3f ms\n", tdec * 1e3);
         } else {

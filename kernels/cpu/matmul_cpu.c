@@ -23,17 +23,6 @@
 
 #include <string.h>
 
-#if defined(__GNUC__) || defined(__clang__)
-#define LQ_UNROLL(n)     _Pragma(LQ_STR_(GCC unroll n))
-#define LQ_STR_(x)       #x
-#define LQ_ALWAYS_INLINE __attribute__((always_inline)) inline
-#define LQ_PREFETCH(p)   __builtin_prefetch((p), 0, 0)
-#else
-#define LQ_UNROLL(n)
-#define LQ_ALWAYS_INLINE inline
-#define LQ_PREFETCH(p)   ((void)(p))
-#endif
-
 /* ---- tuning, measured on Zen 5 (AVX-512) against variants: GEMV row groups
  * of 1/2/4/8 rows with 1/2/4 accumulators each, prefetch none / in-row /
  * next group; GEMM tiles 4..14 tokens x 2..6 vectors, KC 128..512, 1..4
@@ -83,9 +72,11 @@ static LQ_ALWAYS_INLINE void gemv_tile(const lq_dtype dt, const int NT, float *y
                                        const int64_t cols, const float *bias, const uint8_t *next) {
     lq_vf acc[GEMV_RB][GEMV_TB];
     LQ_UNROLL(8)
-    for (int b = 0; b < GEMV_RB; b++)
+    for (int b = 0; b < GEMV_RB; b++) {
         LQ_UNROLL(4)
-        for (int t = 0; t < NT; t++) acc[b][t] = vf_zero();
+        for (int t = 0; t < NT; t++)
+            acc[b][t] = vf_zero();
+    }
     const size_t esz = dt == LQ_DTYPE_F32 ? 4 : 2;
     int64_t      k   = 0;
     for (; k + LQ_VL <= cols; k += LQ_VL) {
@@ -94,21 +85,25 @@ static LQ_ALWAYS_INLINE void gemv_tile(const lq_dtype dt, const int NT, float *y
                 LQ_PREFETCH(next + (size_t)k * esz * GEMV_RB + off);
         lq_vf wv[GEMV_RB];
         LQ_UNROLL(8)
-        for (int b = 0; b < GEMV_RB; b++) wv[b] = lq__load_w(dt, wr[b], k);
+        for (int b = 0; b < GEMV_RB; b++)
+            wv[b] = lq__load_w(dt, wr[b], k);
         LQ_UNROLL(4)
         for (int t = 0; t < NT; t++) {
             const lq_vf xv = vf_load(xr[t] + k);
             LQ_UNROLL(8)
-            for (int b = 0; b < GEMV_RB; b++) acc[b][t] = vf_fma(wv[b], xv, acc[b][t]);
+            for (int b = 0; b < GEMV_RB; b++)
+                acc[b][t] = vf_fma(wv[b], xv, acc[b][t]);
         }
     }
     if (k < cols) {
         const int rem = (int)(cols - k);
         lq_vf     wv[GEMV_RB];
-        for (int b = 0; b < GEMV_RB; b++) wv[b] = lq__load_part_w(dt, wr[b], k, rem);
+        for (int b = 0; b < GEMV_RB; b++)
+            wv[b] = lq__load_part_w(dt, wr[b], k, rem);
         for (int t = 0; t < NT; t++) {
             const lq_vf xv = vf_load_part(xr[t] + k, rem);
-            for (int b = 0; b < GEMV_RB; b++) acc[b][t] = vf_fma(wv[b], xv, acc[b][t]);
+            for (int b = 0; b < GEMV_RB; b++)
+                acc[b][t] = vf_fma(wv[b], xv, acc[b][t]);
         }
     }
     for (int t = 0; t < NT; t++)
@@ -121,24 +116,34 @@ static LQ_ALWAYS_INLINE void gemv_tile(const lq_dtype dt, const int NT, float *y
 static LQ_ALWAYS_INLINE void gemv_group_dt(const lq_dtype dt, float *y, const float *x, const int64_t n,
                                            const lq_weight *w, const float *bias, const int64_t r0) {
     const int64_t  rows = w->rows, cols = w->cols;
-    const int      nr   = (int)LQ_MIN((int64_t)GEMV_RB, rows - r0);
-    const size_t   rsz  = (size_t)cols * dtype_size(dt);
+    const int      nr  = (int)LQ_MIN((int64_t)GEMV_RB, rows - r0);
+    const size_t   rsz = (size_t)cols * dtype_size(dt);
     const uint8_t *wr[GEMV_RB];
-    for (int b = 0; b < GEMV_RB; b++) wr[b] = (const uint8_t *)w->data + (size_t)(r0 + LQ_MIN(b, nr - 1)) * rsz;
+    for (int b = 0; b < GEMV_RB; b++)
+        wr[b] = (const uint8_t *)w->data + (size_t)(r0 + LQ_MIN(b, nr - 1)) * rsz;
     const float *const bb = bias ? bias + r0 : NULL;
     for (int64_t t0 = 0; t0 < n; t0 += GEMV_TB) {
         const int    nt = (int)LQ_MIN((int64_t)GEMV_TB, n - t0);
         const float *xr[GEMV_TB];
-        for (int t = 0; t < GEMV_TB; t++) xr[t] = x + (t0 + LQ_MIN(t, nt - 1)) * cols;
+        for (int t = 0; t < GEMV_TB; t++)
+            xr[t] = x + (t0 + LQ_MIN(t, nt - 1)) * cols;
         float *const yt = y + t0 * rows + r0;
         /* prefetch on the first pass only (later passes find the group in L1) and not past the matrix */
         const uint8_t *next =
             t0 == 0 && r0 + 2 * GEMV_RB <= rows ? (const uint8_t *)w->data + (size_t)(r0 + GEMV_RB) * rsz : NULL;
         switch (nt) {
-        case 1: gemv_tile(dt, 1, yt, rows, xr, wr, nr, cols, bb, next); break;
-        case 2: gemv_tile(dt, 2, yt, rows, xr, wr, nr, cols, bb, next); break;
-        case 3: gemv_tile(dt, 3, yt, rows, xr, wr, nr, cols, bb, next); break;
-        default: gemv_tile(dt, 4, yt, rows, xr, wr, nr, cols, bb, next); break;
+        case 1:
+            gemv_tile(dt, 1, yt, rows, xr, wr, nr, cols, bb, next);
+            break;
+        case 2:
+            gemv_tile(dt, 2, yt, rows, xr, wr, nr, cols, bb, next);
+            break;
+        case 3:
+            gemv_tile(dt, 3, yt, rows, xr, wr, nr, cols, bb, next);
+            break;
+        default:
+            gemv_tile(dt, 4, yt, rows, xr, wr, nr, cols, bb, next);
+            break;
         }
     }
 }
@@ -164,7 +169,8 @@ static void gemv(float *y, const float *x, int64_t n, const lq_weight *w, const 
 #else
     (void)nt;
 #endif
-    for (int64_t g = 0; g < n_groups; g++) group(y, x, n, w, bias, g * GEMV_RB);
+    for (int64_t g = 0; g < n_groups; g++)
+        group(y, x, n, w, bias, g * GEMV_RB);
 }
 
 /* ==== GEMM (prefill) ==== */
@@ -172,9 +178,9 @@ static void gemv(float *y, const float *x, int64_t n, const lq_weight *w, const 
 /* panel[k][j] (k < kc, j < NR) = W[r0 + j][k0 + k] as f32; rows >= w->rows are 0 */
 static void pack_panel(float *restrict panel, const lq_weight *w, int64_t r0, int64_t k0, int64_t kc) {
     const int64_t rows = w->rows, cols = w->cols;
-    const size_t  esz  = dtype_size(w->dtype);
-    const int     nr   = (int)LQ_MIN((int64_t)NR, rows - r0);
-    int64_t       k    = 0;
+    const size_t  esz = dtype_size(w->dtype);
+    const int     nr  = (int)LQ_MIN((int64_t)NR, rows - r0);
+    int64_t       k   = 0;
 #if defined(LQ_SIMD_AVX512)
     /* 16 x 16 blocks: 16 rows of 16 columns converted, transposed in registers */
     for (; k + 16 <= kc; k += 16)
@@ -205,18 +211,21 @@ static void pack_panel(float *restrict panel, const lq_weight *w, int64_t r0, in
                 r[i]     = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
                 r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
             }
-            for (int i = 0; i < 16; i++) _mm512_storeu_ps(panel + (k + i) * NR + jb, r[i]);
+            for (int i = 0; i < 16; i++)
+                _mm512_storeu_ps(panel + (k + i) * NR + jb, r[i]);
         }
 #endif
     if (k == kc) return;
     /* the rest (all of it without AVX-512): one row at a time, strided stores */
     for (int j = 0; j < NR; j++) {
         if (j >= nr) {
-            for (int64_t kk = k; kk < kc; kk++) panel[kk * NR + j] = 0.f;
+            for (int64_t kk = k; kk < kc; kk++)
+                panel[kk * NR + j] = 0.f;
             continue;
         }
         const void *src = (const uint8_t *)w->data + (size_t)(r0 + j) * (size_t)cols * esz;
-        for (int64_t kk = k; kk < kc; kk++) panel[kk * NR + j] = lq__elem_f32(w->dtype, src, k0 + kk);
+        for (int64_t kk = k; kk < kc; kk++)
+            panel[kk * NR + j] = lq__elem_f32(w->dtype, src, k0 + kk);
     }
 }
 
@@ -226,18 +235,22 @@ static void micro_kernel(int64_t kc, const float *restrict x, int64_t ldx, const
                          float *restrict c, int64_t ldc, bool load_c, const float *restrict bias) {
     lq_vf acc[MR][NV];
     LQ_UNROLL(16)
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < MR; i++) {
         LQ_UNROLL(4)
-        for (int j = 0; j < NV; j++) acc[i][j] = load_c ? vf_load(c + i * ldc + j * LQ_VL) : vf_zero();
+        for (int j = 0; j < NV; j++)
+            acc[i][j] = load_c ? vf_load(c + i * ldc + j * LQ_VL) : vf_zero();
+    }
     for (int64_t k = 0; k < kc; k++) {
         lq_vf wv[NV];
         LQ_UNROLL(4)
-        for (int j = 0; j < NV; j++) wv[j] = vf_load(panel + k * NR + j * LQ_VL);
+        for (int j = 0; j < NV; j++)
+            wv[j] = vf_load(panel + k * NR + j * LQ_VL);
         LQ_UNROLL(16)
         for (int i = 0; i < MR; i++) {
             const lq_vf xb = vf_set1(x[i * ldx + k]);
             LQ_UNROLL(4)
-            for (int j = 0; j < NV; j++) acc[i][j] = vf_fma(xb, wv[j], acc[i][j]);
+            for (int j = 0; j < NV; j++)
+                acc[i][j] = vf_fma(xb, wv[j], acc[i][j]);
         }
     }
     if (bias) {
@@ -245,38 +258,43 @@ static void micro_kernel(int64_t kc, const float *restrict x, int64_t ldx, const
         for (int j = 0; j < NV; j++) {
             const lq_vf bv = vf_load(bias + j * LQ_VL);
             LQ_UNROLL(16)
-            for (int i = 0; i < MR; i++) acc[i][j] = vf_add(acc[i][j], bv);
+            for (int i = 0; i < MR; i++)
+                acc[i][j] = vf_add(acc[i][j], bv);
         }
     }
     LQ_UNROLL(16)
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < MR; i++) {
         LQ_UNROLL(4)
-        for (int j = 0; j < NV; j++) vf_store(c + i * ldc + j * LQ_VL, acc[i][j]);
+        for (int j = 0; j < NV; j++)
+            vf_store(c + i * ldc + j * LQ_VL, acc[i][j]);
+    }
 }
 
 /* per-thread scratch, in floats */
 #define SCR_PANEL (KC * NR * NC_PANELS)
-#define SCR_X     (MR * KC)
-#define SCR_C     (MR * NR)
-#define SCR_BIAS  NR
+#define SCR_X (MR * KC)
+#define SCR_C (MR * NR)
+#define SCR_BIAS NR
 #define SCR_TOTAL (SCR_PANEL + SCR_X + SCR_C + SCR_BIAS)
 
 /* one work item: rows [p0·NR, (p0+np)·NR) ∩ [0, rows), every token */
 static void gemm_block(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias, int64_t p0,
                        int64_t np, float *scr) {
     const int64_t rows = w->rows, cols = w->cols;
-    float *const  panel = scr, *const xt = scr + SCR_PANEL, *const ct = xt + SCR_X, *const bt = ct + SCR_C;
+    float *const panel = scr, *const xt = scr + SCR_PANEL, *const ct = xt + SCR_X, *const bt = ct + SCR_C;
     for (int64_t k0 = 0; k0 < cols; k0 += KC) {
         const int64_t kc    = LQ_MIN((int64_t)KC, cols - k0);
         const bool    first = k0 == 0, last = k0 + kc == cols;
-        for (int64_t p = 0; p < np; p++) pack_panel(panel + p * kc * NR, w, (p0 + p) * NR, k0, kc);
+        for (int64_t p = 0; p < np; p++)
+            pack_panel(panel + p * kc * NR, w, (p0 + p) * NR, k0, kc);
         for (int64_t t0 = 0; t0 < n; t0 += MR) {
             const int64_t mt  = LQ_MIN((int64_t)MR, n - t0);
             const float  *xs  = x + t0 * cols + k0;
             int64_t       ldx = cols;
             if (mt < MR) { /* the last token tile: padded with zero rows */
                 memset(xt, 0, sizeof(float) * MR * KC);
-                for (int64_t i = 0; i < mt; i++) memcpy(xt + i * kc, xs + i * cols, sizeof(float) * (size_t)kc);
+                for (int64_t i = 0; i < mt; i++)
+                    memcpy(xt + i * kc, xs + i * cols, sizeof(float) * (size_t)kc);
                 xs  = xt;
                 ldx = kc;
             }
@@ -291,7 +309,8 @@ static void gemm_block(float *y, const float *x, int64_t n, const lq_weight *w, 
                 }
                 /* an edge tile: the same kernel on a copy, the valid part copied back */
                 if (!first)
-                    for (int64_t i = 0; i < mt; i++) memcpy(ct + i * NR, yt + i * rows, sizeof(float) * (size_t)nc);
+                    for (int64_t i = 0; i < mt; i++)
+                        memcpy(ct + i * NR, yt + i * rows, sizeof(float) * (size_t)nc);
                 const float *bp = NULL;
                 if (last && bias) {
                     memset(bt, 0, sizeof(float) * NR);
@@ -299,7 +318,8 @@ static void gemm_block(float *y, const float *x, int64_t n, const lq_weight *w, 
                     bp = bt;
                 }
                 micro_kernel(kc, xs, ldx, pb, ct, NR, !first, bp);
-                for (int64_t i = 0; i < mt; i++) memcpy(yt + i * rows, ct + i * NR, sizeof(float) * (size_t)nc);
+                for (int64_t i = 0; i < mt; i++)
+                    memcpy(yt + i * rows, ct + i * NR, sizeof(float) * (size_t)nc);
             }
         }
     }
@@ -340,7 +360,8 @@ lq_status lq_matmul_cpu(float *y, const float *x, int64_t n, const lq_weight *w,
     if (n == 0 || w->rows == 0) return LQ_OK;
     if (w->cols == 0) { /* empty dot products */
         for (int64_t t = 0; t < n; t++)
-            for (int64_t r = 0; r < w->rows; r++) y[t * w->rows + r] = bias ? 0.f + bias[r] : 0.f;
+            for (int64_t r = 0; r < w->rows; r++)
+                y[t * w->rows + r] = bias ? 0.f + bias[r] : 0.f;
         return LQ_OK;
     }
     const int nt = lq__cpu_threads_for(n_threads, n * w->rows * w->cols / 32); /* 1M MACs */
