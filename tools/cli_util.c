@@ -1,12 +1,14 @@
 /* cli_util.c : see cli_util.h. Only tools link this; it may exit(). */
 #include "cli_util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -244,4 +246,38 @@ const char *cli_human_bytes(uint64_t v, char *buf, size_t cap) {
     else
         snprintf(buf, cap, "%.2f %s", x, u[i]);
     return buf;
+}
+
+lq_status cli_open_tokenizer(const char *model_path, const lq_model *m, const char *tok_path, lq_tokenizer **out) {
+    const int32_t V = (int32_t)lq_model_config_of(m)->vocab_size;
+    if (tok_path) return lq_tokenizer_open(tok_path, V, out);
+    const char *dir = lq_checkpoint_dir(lq_model_checkpoint(m));
+    if (dir) return lq_tokenizer_open_dir(dir, out);
+    /* a llama2.c file: tokenizer.bin or a single tok*.bin beside it */
+    char d[4096];
+    snprintf(d, sizeof d, "%s", model_path);
+    char *slash = strrchr(d, '/');
+    if (slash)
+        *slash = 0;
+    else
+        snprintf(d, sizeof d, ".");
+    char path[4200];
+    if (!cli_join(path, sizeof path, d, "tokenizer.bin")) return LQ_ERR_INVALID_ARG;
+    struct stat sb;
+    if (stat(path, &sb) == 0) return lq_tokenizer_open(path, V, out);
+    DIR *dd = opendir(d);
+    int  found = 0;
+    if (dd) {
+        struct dirent *e;
+        while ((e = readdir(dd))) {
+            const size_t l = strlen(e->d_name);
+            if (!strncmp(e->d_name, "tok", 3) && l > 4 && !strcmp(e->d_name + l - 4, ".bin")) {
+                if (found++ == 0 && !cli_join(path, sizeof path, d, e->d_name)) found = 2;
+            }
+        }
+        closedir(dd);
+    }
+    if (found == 1) return lq_tokenizer_open(path, V, out);
+    cli_error("%s: no tokenizer found beside the llama2.c file; pass --tokenizer", model_path);
+    return LQ_ERR_NOT_FOUND;
 }

@@ -61,6 +61,11 @@ bool cli_join(char *buf, size_t cap, const char *dir, const char *name);
 /* a whole file, NUL-terminated, malloc'ed (free()); NULL with an error message naming it */
 char *cli_read_file(const char *path, size_t *len);
 
+/* the tokenizer for `m`: `tok_path` if given, else the model directory's
+ * (tokenizer.json, tokenizer.model), else for a llama2.c file tokenizer.bin
+ * or a single tok*.bin beside it */
+lq_status cli_open_tokenizer(const char *model_path, const lq_model *m, const char *tok_path, lq_tokenizer **out);
+
 /* "1,234,567" into buf */
 const char *cli_commas(uint64_t v, char *buf, size_t cap);
 /* "1.23 GB" style into buf */

@@ -129,22 +129,23 @@ static lq_status write_config(const lq_checkpoint *ck, const char *stage, lq_dty
     } else {
         char in_path[PATH_MAX];
         if (!cli_join(in_path, sizeof in_path, lq_checkpoint_dir(ck), "config.json")) return LQ_ERR_INVALID_ARG;
-        FILE *f = fopen(in_path, "rb");
-        if (!f) {
+        if (access(in_path, F_OK) != 0) {
             DISPLAY(2, "%s: warning: no config.json beside the input; the output has none either\n", g_tool);
             return LQ_OK;
         }
-        fclose(f);
+        size_t n;
+        char  *raw = cli_read_file(in_path, &n);
+        if (!raw) return LQ_ERR_IO;
         lq_model_config c;
-        lq_status       s = lq_hfconfig_load(in_path, &c); /* validates; refuses unsupported families */
-        if (s != LQ_OK && s != LQ_ERR_UNSUPPORTED) return s;
+        lq_status       s = lq_hfconfig_parse(raw, n, in_path, &c); /* validates; refuses unsupported families */
+        if (s != LQ_OK && s != LQ_ERR_UNSUPPORTED) {
+            free(raw);
+            return s;
+        }
         if (s == LQ_ERR_UNSUPPORTED)
             DISPLAY(2, "%s: warning: %s: not a llama/mistral/qwen2 config; copied with the dtype updated\n", g_tool,
                     in_path);
         /* rewrite generically so unknown keys survive */
-        size_t n;
-        char  *raw = cli_read_file(in_path, &n);
-        if (!raw) return LQ_ERR_IO;
         lq_json_doc  *doc;
         lq_json_error je;
         s = lq_json_parse(raw, n, NULL, &doc, &je);

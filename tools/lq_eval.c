@@ -24,8 +24,8 @@ static void usage(FILE *f) {
             "  --tokens FILE        token ids: whitespace-separated integers, or raw\n"
             "                       little-endian int32 (any other content)\n"
             "  --max-chars N        [all] use only the first N bytes of --text\n"
-            "  --tokenizer PATH     [the model's] tokenizer.json, tokenizer.model or\n"
-            "                       llama2.c tokenizer.bin\n"
+            "  --tokenizer PATH     [the model's] tokenizer.json, tokenizer.model or llama2.c\n"
+            "                       tokenizer.bin (a llama2.c model: tokenizer.bin or tok*.bin beside it)\n"
             "scoring:\n"
             "  --ctx N              [512] tokens per chunk (fresh KV cache per chunk)\n"
             "  --scoring MODE       [half] half: llama.cpp's llama-perplexity (BOS replaces each\n"
@@ -126,17 +126,6 @@ static void sha256_weights(const lq_model *m, char hex[65]) {
     lq_sha256_hex(d, hex);
 }
 
-static lq_status load_tokenizer(const char *model_path, const lq_model *m, const char *tok_path, lq_tokenizer **out) {
-    const int32_t V = (int32_t)lq_model_config_of(m)->vocab_size;
-    if (tok_path) return lq_tokenizer_open(tok_path, V, out);
-    const char *dir = lq_checkpoint_dir(lq_model_checkpoint(m));
-    if (!dir) {
-        cli_error("%s: a llama2.c file carries no tokenizer; pass --tokenizer", model_path);
-        return LQ_ERR_NOT_FOUND;
-    }
-    return lq_tokenizer_open_dir(dir, out);
-}
-
 static void put_kv_f(lq_json_writer *w, const char *k, double v) {
     lq_json_key(w, k);
     lq_json_f64(w, v);
@@ -233,7 +222,7 @@ int main(int argc, char **argv) {
     }
     int32_t bos = 1;
     if (text_path) {
-        if ((st = load_tokenizer(model_path, m, tok_path, &tok)) != LQ_OK) {
+        if ((st = cli_open_tokenizer(model_path, m, tok_path, &tok)) != LQ_OK) {
             cli_error_status(tok_path ? tok_path : model_path, st);
             goto done;
         }

@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <dirent.h>
 
 #include "cli_util.h"
 
@@ -102,40 +101,6 @@ static void put_piece(const char *p, int n) {
     fwrite(p, 1, (size_t)n, stdout);
 }
 
-static lq_status open_tokenizer(const char *model_path, const lq_model *m, const char *tok_path, lq_tokenizer **out) {
-    const int32_t V = (int32_t)lq_model_config_of(m)->vocab_size;
-    if (tok_path) return lq_tokenizer_open(tok_path, V, out);
-    const char *dir = lq_checkpoint_dir(lq_model_checkpoint(m));
-    if (dir) return lq_tokenizer_open_dir(dir, out);
-    /* a llama2.c file: tokenizer.bin or a single tok*.bin beside it */
-    char d[4096];
-    snprintf(d, sizeof d, "%s", model_path);
-    char *slash = strrchr(d, '/');
-    if (slash)
-        *slash = 0;
-    else
-        snprintf(d, sizeof d, ".");
-    char path[4200];
-    if (!cli_join(path, sizeof path, d, "tokenizer.bin")) return LQ_ERR_INVALID_ARG;
-    struct stat sb;
-    if (stat(path, &sb) == 0) return lq_tokenizer_open(path, V, out);
-    DIR *dd = opendir(d);
-    int  found = 0;
-    if (dd) {
-        struct dirent *e;
-        while ((e = readdir(dd))) {
-            const size_t l = strlen(e->d_name);
-            if (!strncmp(e->d_name, "tok", 3) && l > 4 && !strcmp(e->d_name + l - 4, ".bin")) {
-                if (found++ == 0 && !cli_join(path, sizeof path, d, e->d_name)) found = 2;
-            }
-        }
-        closedir(dd);
-    }
-    if (found == 1) return lq_tokenizer_open(path, V, out);
-    cli_error("%s: no tokenizer found beside the llama2.c file; pass --tokenizer", model_path);
-    return LQ_ERR_NOT_FOUND;
-}
-
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -210,7 +175,7 @@ int main(int argc, char **argv) {
         cli_error_status(model_path, st);
         goto done;
     }
-    if ((st = open_tokenizer(model_path, m, tok_path, &tok)) != LQ_OK) {
+    if ((st = cli_open_tokenizer(model_path, m, tok_path, &tok)) != LQ_OK) {
         cli_error_status(tok_path ? tok_path : model_path, st);
         goto done;
     }

@@ -204,8 +204,12 @@ check "a missed gate exits 3" test $rc -eq 3
 check "a missed gate says which gate and by how much, in one line" \
     test "$(grep -c 'gate failed: ppl ratio 1.000000 > --max-ppl-ratio 0.900000 (over by 0.1)' "$T/err")" -eq 1
 check "a missed gate prints verdict FAIL" grep -q "^verdict: FAIL" "$T/out"
-run "$EVAL" "$L2C" --text "$TS"
-check "lq-eval on a llama2.c file without --tokenizer exits 1" test $rc -eq 1
+run "$EVAL" "$L2C" --text "$TS" --ctx 128 --chunks 2
+check "lq-eval finds the llama2.c tokenizer beside the model" test $rc -eq 0
+mkdir -p "$T/lonely" && cp "$L2C" "$T/lonely/model.bin"
+run "$EVAL" "$T/lonely/model.bin" --text "$TS"
+check "lq-eval on a llama2.c file with no tokenizer beside it exits 1" test $rc -eq 1
+check "... and says to pass --tokenizer" grep -q -- "--tokenizer" "$T/err"
 run "$EVAL" "$L2C" --max-kld 1 --tokens "$TS"
 check "gates without --base are a usage error" test $rc -eq 2
 
