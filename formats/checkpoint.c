@@ -40,6 +40,7 @@ const char *lq_checkpoint_kind_name(lq_ckpt_kind k) {
     case LQ_CKPT_PYTORCH: return "pytorch zip";
     case LQ_CKPT_PYTORCH_DIR: return "pytorch directory";
     case LQ_CKPT_LLAMA2C: return "llama2.c v0";
+    case LQ_CKPT_GGUF: return "gguf";
     }
     return "?";
 }

@@ -36,6 +36,7 @@
 
 #include "lq_common.h"
 #include "lq_json.h"
+#include "lq_qtypes.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -53,6 +54,9 @@ typedef struct {
     uint64_t    nbytes;
     int64_t     alias_of;              /* index of an earlier tensor with the very
                                           same bytes (tied weights), else -1          */
+    lq_qtype    qtype;                 /* LQ_QT_NONE: plain `dtype` elements; a GGML
+                                          type (GGUF files): `data` holds its blocks,
+                                          dtype is U8 and shape the logical [rows, cols] */
 } lq_tensor_info;
 
 /* numel of a tensor_info (1 for rank 0); false on overflow */
@@ -218,7 +222,8 @@ typedef enum {
     LQ_CKPT_SAFETENSORS_DIR,   /* directory: model.safetensors or index  */
     LQ_CKPT_PYTORCH,           /* one .bin zip                           */
     LQ_CKPT_PYTORCH_DIR,       /* directory: pytorch_model.bin or index  */
-    LQ_CKPT_LLAMA2C            /* llama2.c legacy file                   */
+    LQ_CKPT_LLAMA2C,           /* llama2.c legacy file                   */
+    LQ_CKPT_GGUF               /* GGUF v2/v3 file (GGUF tensor names)    */
 } lq_ckpt_kind;
 
 typedef struct lq_checkpoint lq_checkpoint;

@@ -10,6 +10,7 @@
 #define LQ_KERNELS_H
 
 #include "lq_common.h"
+#include "lq_qtypes.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -33,24 +34,49 @@ lq_status lq_convert_cpu(lq_dtype dst_t, void *dst, lq_dtype src_t, const void *
  * (through the checkpoint's mapping): no f32 copy of a half-precision model.
  * Accumulation is f32 (`_cpu`) or f32 in a fixed order (`_ref`). */
 
-/* a row-major weight matrix (rows = out features, cols = in features) */
+/* a row-major weight matrix (rows = out features, cols = in features),
+ * plain or quantized. Plain (qtype LQ_QT_NONE, or a KEEP type): rows * cols
+ * elements of `dtype` (F32, F16 or BF16). Quantized (INT, FP8 or GGML
+ * types): `data` holds rows in the lq layout of `qtype` (lq_qtypes.h; row r
+ * at r * lq_qtype_row_bytes(qtype, cols)), `scales` and `zeros` beside it as
+ * that header describes; `dtype` is ignored. Nothing is expanded to f32 in
+ * memory: the matmuls dequantize inside their inner loops. */
 typedef struct {
-    lq_dtype    dtype;   /* F32, F16 or BF16                  */
-    const void *data;    /* rows * cols elements, contiguous   */
-    int64_t     rows;
-    int64_t     cols;
+    lq_dtype       dtype;   /* plain: F32, F16 or BF16                        */
+    const void    *data;
+    int64_t        rows;
+    int64_t        cols;
+    lq_qtype       qtype;   /* LQ_QT_NONE (0) = plain                         */
+    const float   *scales;  /* INT/FP8: lq_qtype_n_scales(qtype, rows, cols)  */
+    const uint8_t *zeros;   /* INT asym: rows x n_groups, else NULL           */
 } lq_weight;
+
+/* ==== quantization ==== */
+
+/*! lq_quantize_cpu() : lq_quantize_ref() over OpenMP threads and SIMD, from a
+ *  source of dtype F32, F16 or BF16 (converted exactly to f32 on the fly).
+ *  Bit-identical to lq_quantize_ref() on the f32 values for any thread count
+ *  (rows are independent; fp8 per-tensor amax is an exact max). */
+lq_status lq_quantize_cpu(lq_qtype t, lq_dtype src_t, const void *src, int64_t rows, int64_t cols,
+                          const lq_quant_params *p, void *data, float *scales, uint8_t *zeros, int n_threads);
+
+/*! lq_weight_row_f32() : dequantize (or convert) row r of w into out (cols f32),
+ *  equal to the corresponding row of lq_dequantize_ref(). */
+lq_status lq_weight_row_f32(const lq_weight *w, int64_t r, float *out);
 
 /*! lq_matmul_ref() / lq_matmul_cpu() :
  *  y (n, w->rows) = x (n, w->cols) · wᵀ + bias (w->rows; f32, may be NULL).
  *  `_ref` accumulates each dot product in f32 in index order; `_cpu` may
  *  reorder the sum (blocked, SIMD) but each output is written by one thread
  *  in a fixed order, so it is deterministic for any thread count.
- *  @return LQ_ERR_UNSUPPORTED for a weight dtype other than F32/F16/BF16. */
+ *  Quantized weights (every INT, FP8 and GGML type) are dequantized inside
+ *  the dot products (fused), never into an f32 copy of the matrix.
+ *  @return LQ_ERR_UNSUPPORTED for a plain dtype other than F32/F16/BF16. */
 lq_status lq_matmul_ref(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias);
 lq_status lq_matmul_cpu(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias, int n_threads);
 
-/*! lq_embed_*() : out (n, table->cols) = rows ids[i] of table, as f32.
+/*! lq_embed_*() : out (n, table->cols) = rows ids[i] of table, as f32
+ *  (a quantized table is dequantized row by row).
  *  LQ_ERR_INVALID_ARG if an id is outside [0, table->rows). */
 lq_status lq_embed_ref(float *out, const lq_weight *table, const int32_t *ids, int64_t n);
 lq_status lq_embed_cpu(float *out, const lq_weight *table, const int32_t *ids, int64_t n, int n_threads);
@@ -143,7 +169,9 @@ lq_status lq_cuda_convert(lq_dtype dst_t, void *dst, lq_dtype src_t, const void 
  * n_threads, every pointer (and lq_weight.data) a device pointer, run on the
  * default stream, synchronous. F16/BF16 weights multiply activations cast to
  * the weight's type with f32 accumulation (cublasGemmEx); F32 weights use
- * f32 GEMM (cuBLAS, TF32 off). */
+ * f32 GEMM (cuBLAS, TF32 off). Quantized weights (INT 2/3/4/8-bit, FP8 and
+ * the GGML types) run fused dequantize + GEMV/GEMM kernels; lq_weight.scales
+ * and .zeros are device pointers too. */
 lq_status lq_cuda_matmul(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias);
 lq_status lq_cuda_embed(float *out, const lq_weight *table, const int32_t *ids, int64_t n);
 lq_status lq_cuda_rmsnorm(float *y, const float *x, const lq_weight *w, int64_t n, int64_t dim, float eps);

@@ -227,7 +227,7 @@ static lq_weight host_weight(lq_dtype dt, int64_t rows, int64_t cols, float scal
     for (int64_t i = 0; i < n; i++) f[i] = offset + scale * lq_test_randf(seed);
     CU_ASSERT_EQUAL(lq_convert_ref(dt, d, LQ_DTYPE_F32, f, n), LQ_OK);
     free(f);
-    const lq_weight w = {dt, d, rows, cols};
+    const lq_weight w = {dt, d, rows, cols, LQ_QT_NONE, NULL, NULL};
     return w;
 }
 
@@ -335,7 +335,7 @@ static void test_cuda_matmul(void) {
     float          *d = NULL;
     const lq_weight w64 = {LQ_DTYPE_F64, NULL, 4, 4};
     CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc((void **)&d, 256), LQ_OK);
-    const lq_weight wf = {LQ_DTYPE_F32, d, 4, 4};
+    const lq_weight wf = {LQ_DTYPE_F32, d, 4, 4, LQ_QT_NONE, NULL, NULL};
     lq_test_quiet(1);
     CU_ASSERT_EQUAL(lq_cuda_matmul(d, d, 1, &w64, NULL), LQ_ERR_UNSUPPORTED);
     CU_ASSERT_EQUAL(lq_cuda_matmul(d, d, -1, &wf, NULL), LQ_ERR_SHAPE);
@@ -782,7 +782,7 @@ static void test_cuda_llama_refusals(void) {
  * same 50 tokens as the CPU reference; then one 51-token prefill */
 static lq_weight st_weight(const lq_safetensors *st, const char *name) {
     const lq_tensor_info *t = lq_safetensors_find(st, name);
-    lq_weight             w = {LQ_DTYPE_F32, NULL, 0, 0};
+    lq_weight             w = {LQ_DTYPE_F32, NULL, 0, 0, LQ_QT_NONE, NULL, NULL};
     CU_ASSERT_PTR_NOT_NULL(t);
     if (!t) return w;
     w.dtype = t->dtype;
@@ -899,7 +899,7 @@ static void test_cuda_llama_decode_bandwidth(void) {
     CU_ASSERT_EQUAL(lq_rope_inv_freq(inv, HD, 500000.0, LQ_ROPE_DEFAULT, 1.0, 1.0, 4.0, 8192), LQ_OK);
     w.dim = D, w.hidden = F, w.n_layers = L, w.n_heads = H, w.n_kv_heads = KVH, w.head_dim = HD, w.vocab = V;
     w.rms_eps = 1e-5f, w.rope_neox = true, w.inv_freq = inv, w.layers = layers;
-    const lq_weight norm = {LQ_DTYPE_F16, pat, 1, D};
+    const lq_weight norm = {LQ_DTYPE_F16, pat, 1, D, LQ_QT_NONE, NULL, NULL};
     w.embed = (lq_weight){LQ_DTYPE_F16, pat, V, D};
     w.lm_head = w.embed;
     w.lm_head.data = pat + 1; /* not tied: its own copy on the device, read every step */
