@@ -14,7 +14,9 @@
 
 #include "lq_common.h"
 #include "lq_json.h"
+#include "lq_qtypes.h"
 #include "lq_formats.h"
+#include "lq_qformats.h"
 #include "lq_tokenizer.h"
 #include "lq_kernels.h"
 #include "lq_model.h"

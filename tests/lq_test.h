@@ -45,6 +45,10 @@ CU_pSuite lq_test_tokenizer_suite(void);
 CU_pSuite lq_test_kernels_suite(void);
 CU_pSuite lq_test_model_suite(void);
 CU_pSuite lq_test_cuda_suite(void);
+CU_pSuite lq_test_quant_suite(void);    /* test_quant.c: quantizers (ref, cpu)        */
+CU_pSuite lq_test_qkernels_suite(void); /* test_qkernels.c: fused quantized matmuls   */
+CU_pSuite lq_test_gguf_suite(void);     /* test_gguf.c: GGUF reader/writer            */
+CU_pSuite lq_test_qformats_suite(void); /* test_qformats.c: GPTQ, compressed-tensors  */
 
 /* register a suite; aborts the runner on registry failure */
 CU_pSuite lq_test_add_suite(const char *name);

@@ -26,6 +26,8 @@ static const struct {
     {"tokenizer", lq_test_tokenizer_suite},
     {"kernels", lq_test_kernels_suite},
     {"model", lq_test_model_suite},
+    {"quant", lq_test_quant_suite},         {"qkernels", lq_test_qkernels_suite},
+    {"gguf", lq_test_gguf_suite},           {"qformats", lq_test_qformats_suite},
 };
 
 /* ---- helpers for the suites ---- */

@@ -1,0 +1,4 @@
+/* test_qkernels.c : placeholder until the suite lands */
+#include "lq_test.h"
+
+CU_pSuite lq_test_qkernels_suite(void) { return lq_test_add_suite("qkernels"); }

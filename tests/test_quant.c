@@ -1,0 +1,4 @@
+/* test_quant.c : placeholder until the suite lands */
+#include "lq_test.h"
+
+CU_pSuite lq_test_quant_suite(void) { return lq_test_add_suite("quant"); }
