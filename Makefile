@@ -198,7 +198,7 @@ demo: deps
 install: all
 	$(Q)mkdir -p $(DESTDIR)$(PREFIX)/include/libquant $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	$(Q)cp libquant/libquant.h libquant/lq_model.h libquant/lq_eval.h libquant/lq_synth.h libquant/core/lq_common.h \
-	    libquant/core/lq_json.h formats/lq_formats.h formats/lq_tokenizer.h kernels/lq_kernels.h \
+	    libquant/core/lq_json.h libquant/core/lq_qtypes.h formats/lq_formats.h formats/lq_qformats.h formats/lq_tokenizer.h kernels/lq_kernels.h \
 	    $(DESTDIR)$(PREFIX)/include/libquant/
 	$(Q)cp $(LIBA) $(DESTDIR)$(PREFIX)/lib/
 	$(Q)cp $(TOOLS) $(DESTDIR)$(PREFIX)/bin/

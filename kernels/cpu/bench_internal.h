@@ -32,6 +32,22 @@ int lq__bench_cpu_kernels(int n_threads, FILE *out);
  *  the 1 GiB buffer cannot be allocated). */
 void lq__bench_ceilings(int n_threads, double *fma_gflops, double *read_gbs);
 
+/*! lq__bench_quantize() (bench_quant.c) : RTN quantization throughput of
+ *  lq_quantize_cpu from an F16 source of Llama-8B-like shape for q8_0, q4_0,
+ *  q4_k, q6_k, int8_ch, int4_g128 (sym/asym) and int4_g128 with the clip
+ *  search: GB/s of source bytes read, as a ratio to the read bandwidth
+ *  (lq__bench_ceilings, before and after, the better). One line per figure.
+ *  @return 0, or 1 on failure. */
+int lq__bench_quantize(int n_threads, FILE *out);
+
+/*! lq__bench_qmatmul() (bench_qkernels.c) : fused quantized GEMV/GEMM of
+ *  lq_matmul_cpu on Llama-8B layer shapes (4096x4096, 14336x4096,
+ *  4096x14336) for int4_g128, int8_ch, q8_0, q4_0, q4_k: decode (n = 1) as
+ *  GB/s of weight bytes (incl. scales) over the read bandwidth, batch 2..16
+ *  as a ratio to the batch-1 time, prefill (n = 512) GFLOP/s over the FMA
+ *  peak; after a correctness check against lq_matmul_ref. @return 0 or 1. */
+int lq__bench_qmatmul(int n_threads, FILE *out);
+
 #ifdef __cplusplus
 }
 #endif
