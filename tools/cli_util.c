@@ -281,3 +281,164 @@ lq_status cli_open_tokenizer(const char *model_path, const lq_model *m, const ch
     cli_error("%s: no tokenizer found beside the llama2.c file; pass --tokenizer", model_path);
     return LQ_ERR_NOT_FOUND;
 }
+
+/* ---- output directories: staged beside the destination, renamed into place ---- */
+
+static const char *const MODEL_FILES[] = {"tokenizer.json",          "tokenizer.model",   "tokenizer_config.json",
+                                          "special_tokens_map.json", "added_tokens.json", "vocab.json",
+                                          "merges.txt",              "generation_config.json"};
+
+int cli_copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb");
+    if (!a) return -1;
+    FILE *b = fopen(to, "wb");
+    if (!b) {
+        fclose(a);
+        return -1;
+    }
+    char   buf[65536];
+    size_t n;
+    int    ok = 1;
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0)
+        if (fwrite(buf, 1, n, b) != n) ok = 0;
+    if (ferror(a)) ok = 0;
+    fclose(a);
+    if (fflush(b) != 0 || fsync(fileno(b)) != 0) ok = 0;
+    if (fclose(b) != 0) ok = 0;
+    return ok ? 0 : -1;
+}
+
+void cli_remove_tree(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char p[4096];
+            if (cli_join(p, sizeof p, dir, e->d_name)) unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+int cli_stage_begin(const char *out_dir, const char *input_dir, bool force, char *stage, size_t cap,
+                    bool *out_exists) {
+    stage[0] = 0;
+    struct stat sb;
+    *out_exists = stat(out_dir, &sb) == 0;
+    if (*out_exists && !S_ISDIR(sb.st_mode)) {
+        cli_error("%s exists and is not a directory", out_dir);
+        return -1;
+    }
+    if (*out_exists) {
+        char r_out[4096], r_in[4096];
+        if (input_dir && realpath(out_dir, r_out) && realpath(input_dir, r_in) && !strcmp(r_out, r_in)) {
+            cli_error("%s is the input's own directory; write to another directory", out_dir);
+            return -1;
+        }
+        DIR *d       = opendir(out_dir);
+        int  n_files = 0;
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d)))
+                if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n_files++;
+            closedir(d);
+        }
+        if (n_files > 0 && !force) {
+            cli_error("%s exists and is not empty; use --force to replace its model files", out_dir);
+            return -1;
+        }
+    }
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", out_dir);
+    size_t l = strlen(tmp);
+    while (l > 1 && tmp[l - 1] == '/') tmp[--l] = 0;
+    const char *slash = strrchr(tmp, '/');
+    const int   sn    = slash ? snprintf(stage, cap, "%.*s/.%s.lq-tmp-XXXXXX", (int)(slash - tmp), tmp, slash + 1)
+                              : snprintf(stage, cap, ".%s.lq-tmp-XXXXXX", tmp);
+    if (sn < 0 || (size_t)sn >= cap) {
+        cli_error("%s: path too long", out_dir);
+        stage[0] = 0;
+        return -1;
+    }
+    if (!mkdtemp(stage)) {
+        cli_error("cannot create a staging directory beside %s: %s", out_dir, strerror(errno));
+        stage[0] = 0;
+        return -1;
+    }
+    const mode_t um = umask(0);
+    umask(um);
+    chmod(stage, 0777 & ~um);
+    return 0;
+}
+
+static bool is_model_file(const char *n) {
+    const size_t l = strlen(n);
+    if ((l > 12 && !strcmp(n + l - 12, ".safetensors")) || strstr(n, ".safetensors.index.json") ||
+        !strncmp(n, "pytorch_model", 13) || (l > 5 && !strcmp(n + l - 5, ".gguf")))
+        return true;
+    return !strcmp(n, "config.json") || !strcmp(n, "quantize_config.json");
+}
+
+int cli_stage_commit(char *stage, const char *out_dir, bool out_exists) {
+    if (cli_interrupted()) {
+        cli_error("interrupted");
+        return -1;
+    }
+    if (!out_exists) {
+        if (rename(stage, out_dir) != 0) {
+            cli_error("cannot rename %s to %s: %s", stage, out_dir, strerror(errno));
+            return -1;
+        }
+        stage[0] = 0;
+        return 0;
+    }
+    DIR *d = opendir(out_dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!is_model_file(e->d_name)) continue;
+            char pth[4096];
+            if (cli_join(pth, sizeof pth, out_dir, e->d_name)) unlink(pth);
+        }
+        closedir(d);
+    }
+    DIR *s = opendir(stage);
+    if (!s) return -1;
+    struct dirent *e;
+    int            rc = 0;
+    while ((e = readdir(s))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char from[4096], to[4096];
+        if (!cli_join(from, sizeof from, stage, e->d_name) || !cli_join(to, sizeof to, out_dir, e->d_name) ||
+            rename(from, to) != 0) {
+            cli_error("cannot move %s into %s: %s", from, out_dir, strerror(errno));
+            rc = -1;
+            break;
+        }
+    }
+    closedir(s);
+    return rc;
+}
+
+int cli_copy_model_files(const char *src_dir, const char *stage, const char *tokenizer) {
+    int n_copied = 0;
+    if (tokenizer && access(tokenizer, R_OK) != 0) {
+        cli_error("--tokenizer: cannot read %s", tokenizer);
+        return -1;
+    }
+    for (size_t k = 0; k < sizeof MODEL_FILES / sizeof MODEL_FILES[0]; k++) {
+        char from[4096], to[4096];
+        if (!cli_join(from, sizeof from, src_dir, MODEL_FILES[k])) return -1;
+        if (tokenizer && !strcmp(MODEL_FILES[k], "tokenizer.model")) snprintf(from, sizeof from, "%s", tokenizer);
+        if (access(from, R_OK) != 0) continue;
+        if (!cli_join(to, sizeof to, stage, MODEL_FILES[k])) return -1;
+        if (cli_copy_file(from, to) != 0) {
+            cli_error("cannot copy %s to %s: %s", from, to, strerror(errno));
+            return -1;
+        }
+        n_copied++;
+    }
+    return n_copied;
+}

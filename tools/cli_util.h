@@ -66,6 +66,22 @@ char *cli_read_file(const char *path, size_t *len);
  * or a single tok*.bin beside it */
 lq_status cli_open_tokenizer(const char *model_path, const lq_model *m, const char *tok_path, lq_tokenizer **out);
 
+/* Output directories are staged: cli_stage_begin() checks OUTDIR (not a
+ * file, not the input's own directory `input_dir`, empty unless `force`) and
+ * creates a hidden ".OUTDIR.lq-tmp-XXXXXX" beside it into `stage`;
+ * cli_stage_commit() renames it into place (or, over an existing OUTDIR,
+ * replaces its model files: weights, config.json, quantize_config.json) and
+ * clears `stage` once nothing is left to remove; on failure, the caller runs
+ * cli_remove_tree(stage) when stage[0]. All return 0 or -1 (message printed). */
+int  cli_stage_begin(const char *out_dir, const char *input_dir, bool force, char *stage, size_t cap,
+                     bool *out_exists);
+int  cli_stage_commit(char *stage, const char *out_dir, bool out_exists);
+void cli_remove_tree(const char *dir);
+int  cli_copy_file(const char *from, const char *to); /* fsynced; -1 with errno */
+/* tokenizer and generation files from src_dir into stage (`tokenizer`, if
+ * given, becomes tokenizer.model); the number copied, or -1 */
+int cli_copy_model_files(const char *src_dir, const char *stage, const char *tokenizer);
+
 /* "1,234,567" into buf */
 const char *cli_commas(uint64_t v, char *buf, size_t cap);
 /* "1.23 GB" style into buf */

@@ -71,50 +71,6 @@ static void usage(FILE *f) {
             g_tool);
 }
 
-static const char *const COPY_FILES[] = {"tokenizer.json",   "tokenizer.model",         "tokenizer_config.json",
-                                         "special_tokens_map.json", "added_tokens.json", "vocab.json",
-                                         "merges.txt",       "generation_config.json"};
-
-static bool is_weight_file(const char *n) {
-    const size_t l = strlen(n);
-    return (l > 12 && !strcmp(n + l - 12, ".safetensors")) || strstr(n, ".safetensors.index.json") ||
-           !strncmp(n, "pytorch_model", 13);
-}
-
-static int copy_file(const char *from, const char *to) {
-    FILE *a = fopen(from, "rb");
-    if (!a) return -1;
-    FILE *b = fopen(to, "wb");
-    if (!b) {
-        fclose(a);
-        return -1;
-    }
-    char   buf[65536];
-    size_t n;
-    int    ok = 1;
-    while ((n = fread(buf, 1, sizeof buf, a)) > 0)
-        if (fwrite(buf, 1, n, b) != n) ok = 0;
-    if (ferror(a)) ok = 0;
-    fclose(a);
-    if (fflush(b) != 0 || fsync(fileno(b)) != 0) ok = 0;
-    if (fclose(b) != 0) ok = 0;
-    return ok ? 0 : -1;
-}
-
-static void remove_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char p[PATH_MAX];
-            if (cli_join(p, sizeof p, dir, e->d_name)) unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
 /* config.json: the input's, with torch_dtype/dtype updated; or synthesized */
 static lq_status write_config(const lq_checkpoint *ck, const char *stage, lq_dtype out_dtype, bool dtype_changed) {
     char out_path[PATH_MAX];
@@ -375,55 +331,8 @@ int main(int argc, char **argv) {
         goto done;
     }
 
-    /* output directory: refuse to clobber unless --force, never the input's own */
-    struct stat sb;
-    const bool  out_exists = stat(out_dir, &sb) == 0;
-    if (out_exists && !S_ISDIR(sb.st_mode)) {
-        cli_error("%s exists and is not a directory", out_dir);
-        goto done;
-    }
-    if (out_exists) {
-        char r_out[PATH_MAX], r_in[PATH_MAX];
-        const char *in_dir = lq_checkpoint_dir(ck);
-        if (in_dir && realpath(out_dir, r_out) && realpath(in_dir, r_in) && !strcmp(r_out, r_in)) {
-            cli_error("%s is the input's own directory; write to another directory", out_dir);
-            goto done;
-        }
-        DIR *d = opendir(out_dir);
-        int  n_files = 0;
-        if (d) {
-            struct dirent *e;
-            while ((e = readdir(d)))
-                if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n_files++;
-            closedir(d);
-        }
-        if (n_files > 0 && !force) {
-            cli_error("%s exists and is not empty; use --force to replace its model files", out_dir);
-            goto done;
-        }
-    }
-    {
-        char   tmp[PATH_MAX];
-        snprintf(tmp, sizeof tmp, "%s", out_dir);
-        size_t l = strlen(tmp);
-        while (l > 1 && tmp[l - 1] == '/') tmp[--l] = 0;
-        const char *slash = strrchr(tmp, '/');
-        const int sn = slash ? snprintf(stage, sizeof stage, "%.*s/.%s.lq-tmp-XXXXXX", (int)(slash - tmp), tmp, slash + 1)
-                             : snprintf(stage, sizeof stage, ".%s.lq-tmp-XXXXXX", tmp);
-        if (sn < 0 || (size_t)sn >= sizeof stage) {
-            cli_error("%s: path too long", out_dir);
-            stage[0] = 0;
-            goto done;
-        }
-        if (!mkdtemp(stage)) {
-            cli_error("cannot create a staging directory beside %s: %s", out_dir, strerror(errno));
-            stage[0] = 0;
-            goto done;
-        }
-        const mode_t um = umask(0);
-        umask(um);
-        chmod(stage, 0777 & ~um);
-    }
+    bool out_exists = false;
+    if (cli_stage_begin(out_dir, lq_checkpoint_dir(ck), force, stage, sizeof stage, &out_exists) != 0) goto done;
     lq_st_write_params p = lq_st_write_default_params();
     p.metadata           = meta;
     p.n_metadata         = n_meta;
@@ -466,29 +375,14 @@ int main(int argc, char **argv) {
         snprintf(l2c_dir, sizeof l2c_dir, "%s", tmp);
         src_dir = l2c_dir;
     }
-    int n_copied = 0;
-    for (size_t k = 0; k < sizeof COPY_FILES / sizeof COPY_FILES[0]; k++) {
-        char from[PATH_MAX], to[PATH_MAX];
-        if (!cli_join(from, sizeof from, src_dir, COPY_FILES[k])) goto done;
-        if (tokenizer && !strcmp(COPY_FILES[k], "tokenizer.model")) snprintf(from, sizeof from, "%s", tokenizer);
-        if (access(from, R_OK) != 0) continue;
-        if (!cli_join(to, sizeof to, stage, COPY_FILES[k])) goto done;
-        if (copy_file(from, to) != 0) {
-            cli_error("cannot copy %s to %s: %s", from, to, strerror(errno));
-            goto done;
-        }
-        n_copied++;
-    }
-    if (tokenizer && access(tokenizer, R_OK) != 0) {
-        cli_error("--tokenizer: cannot read %s", tokenizer);
-        goto done;
-    }
+    int n_copied = cli_copy_model_files(src_dir, stage, tokenizer);
+    if (n_copied < 0) goto done;
     {
         char tok_to[PATH_MAX], found[PATH_MAX];
         if (!cli_join(tok_to, sizeof tok_to, stage, "tokenizer.model")) goto done;
         if (access(tok_to, F_OK) != 0 && lq_checkpoint_kind(ck) == LQ_CKPT_LLAMA2C &&
             find_single_model_file(src_dir, found, sizeof found)) {
-            if (copy_file(found, tok_to) != 0) {
+            if (cli_copy_file(found, tok_to) != 0) {
                 cli_error("cannot copy %s: %s", found, strerror(errno));
                 goto done;
             }
@@ -497,44 +391,7 @@ int main(int argc, char **argv) {
         }
     }
     if (do_verify && verify(stage, ck, jobs, keep, n) != 0) goto done;
-    if (cli_interrupted()) {
-        cli_error("interrupted");
-        goto done;
-    }
-    /* move into place */
-    if (!out_exists) {
-        if (rename(stage, out_dir) != 0) {
-            cli_error("cannot rename %s to %s: %s", stage, out_dir, strerror(errno));
-            goto done;
-        }
-        stage[0] = 0;
-    } else {
-        DIR *d = opendir(out_dir);
-        if (d) {
-            struct dirent *e;
-            while ((e = readdir(d))) {
-                if (!is_weight_file(e->d_name)) continue;
-                char pth[PATH_MAX];
-                if (cli_join(pth, sizeof pth, out_dir, e->d_name)) unlink(pth);
-            }
-            closedir(d);
-        }
-        DIR *s = opendir(stage);
-        if (s) {
-            struct dirent *e;
-            while ((e = readdir(s))) {
-                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-                char from[PATH_MAX], to[PATH_MAX];
-                if (!cli_join(from, sizeof from, stage, e->d_name) || !cli_join(to, sizeof to, out_dir, e->d_name) ||
-                    rename(from, to) != 0) {
-                    cli_error("cannot move %s into %s: %s", from, out_dir, strerror(errno));
-                    closedir(s);
-                    goto done;
-                }
-            }
-            closedir(s);
-        }
-    }
+    if (cli_stage_commit(stage, out_dir, out_exists) != 0) goto done;
     if (json) {
         lq_json_writer *w = lq_json_writer_init(2);
         lq_json_obj_begin(w);
@@ -573,7 +430,7 @@ int main(int argc, char **argv) {
     }
     rc = CLI_EXIT_OK;
 done:
-    if (stage[0]) remove_tree(stage);
+    if (stage[0]) cli_remove_tree(stage);
     free(jobs);
     free(keep);
     free(ent);
