@@ -13,11 +13,22 @@
 #include "lq_internal.h"
 #include "lq_kernels.h"
 #include "lq_model.h"
+#include "lq_qformats.h"
 
 #include <string.h>
 
+typedef struct {
+    char                 *hf_name; /* owned */
+    const lq_tensor_info *t;
+} name_map;
+
 struct lq_model {
     lq_checkpoint   *ck;
+    lq_quant_config *qc;         /* GPTQ / compressed-tensors checkpoints, else NULL */
+    name_map        *names;      /* GGUF checkpoints: HF name -> tensor, else NULL   */
+    int64_t          n_names;
+    void           **owned;      /* repacked quantized weights, scales, zero points  */
+    int64_t          n_owned;
     lq_model_config  cfg;
     lq_model_params  p;
     lq_llama_weights w;
@@ -65,31 +76,69 @@ void lq_model_free(lq_model *m) {
     lq_free(m->layers);
     lq_free(m->inv_freq);
     lq_free(m->biases);
+    for (int64_t i = 0; i < m->n_owned; i++) lq_free(m->owned[i]);
+    lq_free(m->owned);
+    for (int64_t i = 0; i < m->n_names; i++) lq_free(m->names[i].hf_name);
+    lq_free(m->names);
+    lq_quant_config_free(m->qc);
     lq_checkpoint_close(m->ck);
     lq_free(m);
 }
 
+/* GGUF checkpoints carry GGUF names: index them by their HF names once */
+static lq_status index_gguf_names(lq_model *m) {
+    const int64_t n = lq_checkpoint_count(m->ck);
+    m->names        = lq_calloc((size_t)(n ? n : 1), sizeof *m->names);
+    LQ_RETURN_IF(!m->names, LQ_ERR_NOMEM, "model: out of memory");
+    for (int64_t i = 0; i < n; i++) {
+        const lq_tensor_info *t = lq_checkpoint_tensor(m->ck, i);
+        char                  buf[256];
+        const char           *hf = lq_gguf_hf_name(t->name, buf, sizeof buf);
+        if (!hf) continue; /* rope_freqs and other tensors the runner does not use */
+        m->names[m->n_names].hf_name = lq_strdup(hf);
+        LQ_RETURN_IF(!m->names[m->n_names].hf_name, LQ_ERR_NOMEM, "model: out of memory");
+        m->names[m->n_names++].t = t;
+    }
+    return LQ_OK;
+}
+
+static const lq_tensor_info *find_tensor(const lq_model *m, const char *hf_name) {
+    if (!m->names) return lq_checkpoint_find(m->ck, hf_name);
+    for (int64_t i = 0; i < m->n_names; i++)
+        if (!strcmp(m->names[i].hf_name, hf_name)) return m->names[i].t;
+    return NULL;
+}
+
+static lq_status shape_error(const lq_tensor_info *t, const char *name, int64_t rows, int64_t cols) {
+    char got[96] = "[";
+    for (int d = 0; d < t->n_dims && d < 4; d++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+    strcat(got, "]");
+    if (rows)
+        LQ_RETURN_IF(1, LQ_ERR_FORMAT, "model: tensor '%s' has shape %s, config.json implies [%lld, %lld]", name, got,
+                     (long long)rows, (long long)cols);
+    LQ_RETURN_IF(1, LQ_ERR_FORMAT, "model: tensor '%s' has shape %s, config.json implies [%lld]", name, got,
+                 (long long)cols);
+    return LQ_ERR_FORMAT;
+}
+
 /* find `name`, check dtype and shape (rows, cols; rows = 0 for a 1-D tensor) */
 static lq_status get_weight(lq_model *m, const char *name, int64_t rows, int64_t cols, lq_weight *w) {
-    const lq_tensor_info *t = lq_checkpoint_find(m->ck, name);
+    const lq_tensor_info *t = find_tensor(m, name);
     LQ_RETURN_IF(!t, LQ_ERR_FORMAT, "model: tensor '%s' is missing", name);
-    LQ_RETURN_IF(t->dtype != LQ_DTYPE_F32 && t->dtype != LQ_DTYPE_F16 && t->dtype != LQ_DTYPE_BF16,
+    const lq_qtype_traits *qt = lq_qtype_traits_of(t->qtype);
+    const bool            quantized = qt && qt->kind == LQ_QK_GGML;
+    LQ_RETURN_IF(!quantized && t->dtype != LQ_DTYPE_F32 && t->dtype != LQ_DTYPE_F16 && t->dtype != LQ_DTYPE_BF16,
                  LQ_ERR_UNSUPPORTED, "model: tensor '%s' is %s; the runner takes F32, F16 or BF16 weights", name,
                  lq_dtype_name(t->dtype));
+    LQ_RETURN_IF(quantized && rows == 0, LQ_ERR_UNSUPPORTED, "model: 1-D tensor '%s' is quantized (%s)", name,
+                 qt->name);
     const bool ok = rows == 0 ? (t->n_dims == 1 && t->shape[0] == cols)
                               : (t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols);
-    if (!ok) {
-        char got[96] = "[";
-        for (int d = 0; d < t->n_dims && d < 4; d++)
-            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-        strcat(got, "]");
-        if (rows)
-            LQ_RETURN_IF(1, LQ_ERR_FORMAT, "model: tensor '%s' has shape %s, config.json implies [%lld, %lld]", name,
-                         got, (long long)rows, (long long)cols);
-        LQ_RETURN_IF(1, LQ_ERR_FORMAT, "model: tensor '%s' has shape %s, config.json implies [%lld]", name, got,
-                     (long long)cols);
-    }
-    w->dtype = t->dtype;
+    if (!ok) return shape_error(t, name, rows, cols);
+    memset(w, 0, sizeof *w);
+    w->dtype = quantized ? LQ_DTYPE_U8 : t->dtype;
+    w->qtype = quantized ? t->qtype : LQ_QT_NONE;
     w->data  = t->data;
     w->rows  = rows ? rows : 1;
     w->cols  = cols;
@@ -97,9 +146,54 @@ static lq_status get_weight(lq_model *m, const char *name, int64_t rows, int64_t
     return LQ_OK;
 }
 
+static lq_status keep_owned(lq_model *m, void *p) {
+    if (!p) return LQ_OK;
+    void **o = lq_malloc((size_t)(m->n_owned + 1) * sizeof *o);
+    if (!o) {
+        lq_free(p);
+        LQ_RETURN_IF(1, LQ_ERR_NOMEM, "model: out of memory");
+    }
+    if (m->n_owned) memcpy(o, m->owned, (size_t)m->n_owned * sizeof *o);
+    lq_free(m->owned);
+    m->owned              = o;
+    m->owned[m->n_owned++] = p;
+    return LQ_OK;
+}
+
+/* a Linear weight `<prefix>.weight`: plain, a GGML tensor (GGUF), or a GPTQ /
+ * compressed-tensors module in the lq layout (never expanded to f32) */
+static lq_status get_linear(lq_model *m, const char *prefix, int64_t rows, int64_t cols, lq_weight *w) {
+    char name[160];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    if (!m->qc) return get_weight(m, name, rows, cols, w);
+    lq_qtensor qt;
+    void      *owned = NULL;
+    LQ_TRY(lq_qformat_load(m->ck, m->qc, prefix, rows, cols, &qt, &owned));
+    LQ_TRY(keep_owned(m, owned));
+    const lq_qtype_traits *tr = lq_qtype_traits_of(qt.qtype);
+    LQ_RETURN_IF(!tr || tr->kind == LQ_QK_NONE, LQ_ERR_FORMAT, "model: module '%s' has no usable weight", prefix);
+    memset(w, 0, sizeof *w);
+    w->rows = rows;
+    w->cols = cols;
+    w->data = qt.data;
+    if (tr->kind == LQ_QK_KEEP) {
+        w->dtype = tr->dtype;
+        m->weight_bytes += (uint64_t)(rows * cols) * (uint64_t)tr->block_bytes;
+        return LQ_OK;
+    }
+    w->dtype  = LQ_DTYPE_U8;
+    w->qtype  = qt.qtype;
+    w->scales = qt.scales;
+    w->zeros  = qt.zeros;
+    const int64_t ns = lq_qtype_n_scales(qt.qtype, rows, cols);
+    m->weight_bytes += (uint64_t)rows * lq_qtype_row_bytes(qt.qtype, cols) + (uint64_t)ns * 4 +
+                       (lq_qtype_has_zeros(qt.qtype) ? (uint64_t)ns : 0);
+    return LQ_OK;
+}
+
 /* an optional bias, copied to f32 into *dst (advanced); NULL when absent */
 static lq_status get_bias(lq_model *m, const char *name, int64_t n, bool required, float **dst, const float **out) {
-    const lq_tensor_info *t = lq_checkpoint_find(m->ck, name);
+    const lq_tensor_info *t = find_tensor(m, name);
     *out                    = NULL;
     if (!t) {
         LQ_RETURN_IF(required, LQ_ERR_FORMAT, "model: bias '%s' is missing (config.json says the model has biases)",
@@ -129,7 +223,8 @@ static lq_status map_weights(lq_model *m) {
     w->head_dim                = hd;
     w->vocab                   = V;
     w->rms_eps                 = (float)c->rms_norm_eps;
-    w->rope_neox               = true; /* HF layout; llama2.c files are permuted to it on load */
+    /* HF layout (llama2.c files are permuted to it on load); GGUF keeps llama.cpp's interleaved q/k rows */
+    w->rope_neox               = lq_checkpoint_kind(m->ck) != LQ_CKPT_GGUF;
     m->layers                  = lq_calloc((size_t)L, sizeof *m->layers);
     m->inv_freq                = lq_malloc((size_t)hd / 2 * sizeof(float));
     m->biases                  = lq_malloc((size_t)(L * (QD + 2 * KVD + D) + 1) * sizeof(float));
@@ -139,8 +234,9 @@ static lq_status map_weights(lq_model *m) {
     w->inv_freq = m->inv_freq;
     LQ_TRY(get_weight(m, "model.embed_tokens.weight", V, D, &w->embed));
     LQ_TRY(get_weight(m, "model.norm.weight", 0, D, &w->norm));
-    if (lq_checkpoint_find(m->ck, "lm_head.weight")) {
-        LQ_TRY(get_weight(m, "lm_head.weight", V, D, &w->lm_head));
+    if (find_tensor(m, "lm_head.weight") || (m->qc && find_tensor(m, "lm_head.qweight")) ||
+        (m->qc && find_tensor(m, "lm_head.weight_packed"))) {
+        LQ_TRY(get_linear(m, "lm_head", V, D, &w->lm_head));
     } else {
         LQ_RETURN_IF(!c->tie_word_embeddings, LQ_ERR_FORMAT,
                      "model: no lm_head.weight and config.json says tie_word_embeddings is false");
@@ -154,15 +250,19 @@ static lq_status map_weights(lq_model *m) {
 #define W(field, suffix, rows, cols)                                              \
     snprintf(nm, sizeof nm, "model.layers.%lld." suffix, (long long)l);            \
     LQ_TRY(get_weight(m, nm, rows, cols, &y->field))
+#define LIN(field, suffix, rows, cols)                                            \
+    snprintf(nm, sizeof nm, "model.layers.%lld." suffix, (long long)l);            \
+    LQ_TRY(get_linear(m, nm, rows, cols, &y->field))
         W(attn_norm, "input_layernorm.weight", 0, D);
-        W(wq, "self_attn.q_proj.weight", QD, D);
-        W(wk, "self_attn.k_proj.weight", KVD, D);
-        W(wv, "self_attn.v_proj.weight", KVD, D);
-        W(wo, "self_attn.o_proj.weight", D, QD);
+        LIN(wq, "self_attn.q_proj", QD, D);
+        LIN(wk, "self_attn.k_proj", KVD, D);
+        LIN(wv, "self_attn.v_proj", KVD, D);
+        LIN(wo, "self_attn.o_proj", D, QD);
         W(ffn_norm, "post_attention_layernorm.weight", 0, D);
-        W(w_gate, "mlp.gate_proj.weight", F, D);
-        W(w_up, "mlp.up_proj.weight", F, D);
-        W(w_down, "mlp.down_proj.weight", D, F);
+        LIN(w_gate, "mlp.gate_proj", F, D);
+        LIN(w_up, "mlp.up_proj", F, D);
+        LIN(w_down, "mlp.down_proj", D, F);
+#undef LIN
 #undef W
         LQ_RETURN_IF(c->mlp_bias, LQ_ERR_UNSUPPORTED, "model: mlp_bias is not supported");
 #define B(field, suffix, n, req)                                                  \
@@ -213,6 +313,10 @@ lq_status lq_model_open(const char *path, const lq_model_params *p_in, lq_model 
     lq_status st = LQ_OK;
     LQ_GOTO_TRY(lq_checkpoint_open(path, &m->ck));
     LQ_GOTO_TRY(lq_checkpoint_config(m->ck, &m->cfg));
+    if (lq_checkpoint_kind(m->ck) == LQ_CKPT_GGUF)
+        LQ_GOTO_TRY(index_gguf_names(m));
+    else
+        LQ_GOTO_TRY(lq_quant_config_load(m->ck, &m->qc));
     if (m->p.max_seq <= 0) m->p.max_seq = LQ_MIN(m->cfg.max_position_embeddings, 4096);
     if (m->p.max_seq <= 0) m->p.max_seq = 4096;
     if (m->p.max_batch <= 0) m->p.max_batch = 512;

@@ -24,7 +24,7 @@ static void usage(FILE *f) {
             "  --tokens FILE        token ids: whitespace-separated integers, or raw\n"
             "                       little-endian int32 (any other content)\n"
             "  --max-chars N        [all] use only the first N bytes of --text\n"
-            "  --tokenizer PATH     [the model's] tokenizer.json, tokenizer.model or llama2.c\n"
+            "  --tokenizer PATH     [BASE's, else MODEL's] tokenizer.json, tokenizer.model or llama2.c\n"
             "                       tokenizer.bin (a llama2.c model: tokenizer.bin or tok*.bin beside it)\n"
             "scoring:\n"
             "  --ctx N              [512] tokens per chunk (fresh KV cache per chunk)\n"
@@ -222,8 +222,10 @@ int main(int argc, char **argv) {
     }
     int32_t bos = 1;
     if (text_path) {
-        if ((st = cli_open_tokenizer(model_path, m, tok_path, &tok)) != LQ_OK) {
-            cli_error_status(tok_path ? tok_path : model_path, st);
+        /* the reference's tokenizer when there is one (a GGUF candidate has none beside it) */
+        const char *tok_model = b ? base_path : model_path;
+        if ((st = cli_open_tokenizer(tok_model, b ? b : m, tok_path, &tok)) != LQ_OK) {
+            cli_error_status(tok_path ? tok_path : tok_model, st);
             goto done;
         }
         bos = lq_tokenizer_bos(tok);

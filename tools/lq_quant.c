@@ -1,0 +1,721 @@
+/* lq_quant.c : quantize a checkpoint into a format real engines load.
+ *
+ *   lq-quant --format gptq --type int4_g128 MODEL OUTDIR
+ *   lq-quant --format compressed-tensors --type int8_ch MODEL OUTDIR
+ *   lq-quant --format gguf --type q4_k MODEL out.gguf
+ *
+ * Plan: every tensor gets a type. By default the Linear weights of the
+ * decoder layers (q/k/v/o and gate/up/down projections) get --type, and
+ * everything else (embeddings, norms, lm_head, biases) keeps its source
+ * dtype. --tensor-type 'REGEX=TYPE' rules (first match wins; POSIX extended
+ * regexes searched anywhere in the HF tensor name, like llama-quantize's
+ * --tensor-type) override that, --keep 'REGEX' keeps tensors as they are.
+ * A tensor the chosen type cannot store (a row length that is not a multiple
+ * of the group or block size; a GPTQ code stream that does not fill whole
+ * 32-bit words) gets --fallback: for GGUF llama.cpp's chain (q4_k -> q5_0,
+ * q6_k -> q8_0, then f16), otherwise the source dtype (listed in the
+ * format's ignore/dynamic lists) or the given type; every fallback is named.
+ *
+ * Output: OUTDIR is staged and renamed into place (GPTQ, compressed-tensors);
+ * a .gguf file is written to a temporary and renamed. Nothing is left under
+ * the output name on failure or Ctrl-C. */
+#include <errno.h>
+#include <limits.h>
+#include <regex.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli_util.h"
+
+#define MAX_RULES 64
+
+typedef struct {
+    regex_t  re;
+    char     text[256];
+    lq_qtype type;   /* LQ_QT_NONE for --keep */
+    bool     keep;
+} rule;
+
+typedef enum { OUT_GPTQ, OUT_GPTQ_V2, OUT_CT, OUT_GGUF } out_format;
+
+typedef struct {
+    const lq_tensor_info *src;
+    lq_qtype              want;      /* what the plan asked for              */
+    lq_qtype              type;      /* what is stored                       */
+    const char           *why;       /* fallback reason or NULL              */
+    bool                  skip;      /* tied alias: stored once              */
+    int64_t               rows, cols;
+    uint64_t              bytes_out; /* estimated                            */
+    /* results */
+    void    *data;
+    float   *scales;
+    uint8_t *zeros;
+} job;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: %s [options] MODEL OUTPUT\n"
+            "Quantize MODEL (an HF directory, .safetensors, .bin or llama2.c file) and write\n"
+            "OUTPUT in a format inference engines load.\n"
+            "\n"
+            "format and types:\n"
+            "  --format F           gptq (v1, what vLLM/transformers load), gptq_v2,\n"
+            "                       compressed-tensors (ct), gguf; default: gguf when OUTPUT\n"
+            "                       ends in .gguf, else required\n"
+            "  --type T             [int4_g128; gguf: q8_0] type of the decoder Linear weights\n"
+            "  --tensor-type R=T    type T for tensors whose HF name matches the POSIX extended\n"
+            "                       regex R (searched anywhere; first rule wins; repeatable),\n"
+            "                       e.g. 'mlp\\.down_proj=int8_ch' or 'embed_tokens=q8_0'\n"
+            "  --keep R             keep tensors matching R in their source dtype (repeatable)\n"
+            "  --fallback F         [auto] for tensors the type cannot store: auto (gguf: llama.cpp's\n"
+            "                       chain q4_k->q5_0, q6_k->q8_0, then f16; others: keep the source\n"
+            "                       dtype), keep, error, or a type\n"
+            "  --method M           [rtn] round-to-nearest (GPTQ: lq-gptq, a later tool)\n"
+            "  --clip-search        choose each group's scale to minimize the squared error\n"
+            "                       (shrinks the range by 1.00..0.80) instead of absmax\n"
+            "  --act-stats FILE     safetensors of F32 per-input-column weights named like the\n"
+            "                       modules' weights (e.g. mean x^2 of the activations) for the\n"
+            "                       clip search and the k-quant searches\n"
+            "  --scale-dtype D      [f16] int/fp8 scales: f16, bf16 or f32 (GPTQ: f16)\n"
+            "output:\n"
+            "  --tokenizer FILE     tokenizer for the output (default: MODEL's tokenizer files;\n"
+            "                       GGUF embeds it: tokenizer.model, tokenizer.json, tokenizer.bin)\n"
+            "  --max-shard-size S   [0 = one file] bytes per safetensors shard (e.g. 5GB)\n"
+            "  --force              replace an existing OUTPUT\n"
+            "  --dry-run            print the plan and the output size, write nothing\n"
+            "  --json               a JSON report on stdout instead of the summary\n"
+            "  -t, --threads N      [auto] threads\n"
+            "  --no-fsync           skip fsync (not crash-safe)\n"
+            "  --no-progress        no progress bar (shown only when stderr is a TTY)\n"
+            "  -q, -v               quieter / more verbose\n"
+            "  -V, --version        print the version\n"
+            "  -h, --help           this help\n"
+            "\n"
+            "types (bits per weight with f16 scales on a 4096x4096 matrix):\n",
+            g_tool);
+    for (int t = 1; t < LQ_QT_COUNT; t++) {
+        const lq_qtype_traits *tr = lq_qtype_traits_of((lq_qtype)t);
+        const char *fmts = tr->kind == LQ_QK_GGML ? "gguf"
+                           : tr->kind == LQ_QK_FP8 ? "ct"
+                           : tr->kind == LQ_QK_KEEP ? "all"
+                           : (tr->bits == 8 || tr->bits == 4 || tr->bits == 2 || tr->bits == 3) ? "gptq, ct"
+                                                                                               : "ct";
+        fprintf(f, "  %-18s %6.3f  %s\n", tr->name, lq_qtype_bits_per_weight((lq_qtype)t, 4096, 4096, LQ_DTYPE_F16),
+                fmts);
+    }
+    fprintf(f, "\nexit: 0 ok, 1 failure (nothing is left at OUTPUT), 2 usage.\n");
+}
+
+static bool parse_type(const char *s, lq_qtype *t) { return lq_qtype_from_name(s, t) == LQ_OK; }
+
+static bool type_fits_format(lq_qtype t, out_format f) {
+    const lq_qtype_traits *tr = lq_qtype_traits_of(t);
+    switch (tr->kind) {
+    case LQ_QK_KEEP: return true;
+    case LQ_QK_GGML: return f == OUT_GGUF;
+    case LQ_QK_FP8: return f == OUT_CT;
+    case LQ_QK_INT: return f != OUT_GGUF;
+    case LQ_QK_NONE: return false;
+    }
+    return false;
+}
+
+static lq_qformat qformat_of(out_format f) {
+    return f == OUT_GPTQ ? LQ_QFMT_GPTQ : f == OUT_GPTQ_V2 ? LQ_QFMT_GPTQ_V2 : LQ_QFMT_CT;
+}
+
+/* can the output store a rows x cols matrix of type t? */
+static bool storable(out_format f, lq_qtype t, int64_t rows, int64_t cols, const char **why) {
+    if (!lq_qtype_supports(t, cols, why)) return false;
+    if (f == OUT_GGUF) return true;
+    return lq_qformat_supports(qformat_of(f), t, rows, cols, why);
+}
+
+static lq_qtype keep_type(lq_dtype d, out_format f) {
+    if (d == LQ_DTYPE_F16) return LQ_QT_F16;
+    if (d == LQ_DTYPE_BF16) return LQ_QT_BF16;
+    (void)f;
+    return LQ_QT_F32;
+}
+
+/* the decoder Linear weights that --type applies to by default */
+static bool is_layer_linear(const char *name) {
+    static const char *const sfx[] = {".self_attn.q_proj.weight", ".self_attn.k_proj.weight",
+                                      ".self_attn.v_proj.weight", ".self_attn.o_proj.weight",
+                                      ".mlp.gate_proj.weight",    ".mlp.up_proj.weight",
+                                      ".mlp.down_proj.weight"};
+    if (strncmp(name, "model.layers.", 13) != 0) return false;
+    const size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
+        const size_t l = strlen(sfx[i]);
+        if (n > l && !strcmp(name + n - l, sfx[i])) return true;
+    }
+    return false;
+}
+
+/* estimated bytes of tensor data the format writes for one matrix */
+static uint64_t est_bytes(out_format f, lq_qtype t, int64_t rows, int64_t cols, lq_dtype scale_dtype) {
+    const lq_qtype_traits *tr = lq_qtype_traits_of(t);
+    if (tr->kind == LQ_QK_KEEP && f == OUT_GGUF && rows <= 1) return (uint64_t)cols * 4; /* 1-D: f32 */
+    uint64_t       b  = (uint64_t)rows * lq_qtype_row_bytes(t, cols);
+    const uint64_t ns = (uint64_t)lq_qtype_n_scales(t, rows, cols);
+    const uint64_t sb = f == OUT_GPTQ || f == OUT_GPTQ_V2 ? 2 : lq_dtype_traits_of(scale_dtype)->bits / 8;
+    if (tr->kind == LQ_QK_FP8) b += ns * sb;
+    if (tr->kind == LQ_QK_INT) {
+        const uint64_t ng = (uint64_t)lq_qtype_n_groups(t, cols);
+        b += ns * sb;
+        if (f == OUT_GPTQ || f == OUT_GPTQ_V2)
+            b += ng * (((uint64_t)rows * (uint64_t)tr->bits + 31) / 32) * 4 + (uint64_t)cols * 4; /* qzeros, g_idx */
+        else if (!tr->sym)
+            b += (((uint64_t)rows * (uint64_t)tr->bits + 31) / 32) * 4 * ng;
+        if (f == OUT_CT) b += 16; /* weight_shape */
+    }
+    return b;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* a tokenizer file for GGUF: --tokenizer, else tokenizer.model / tokenizer.json beside MODEL */
+static const char *find_tokenizer(const lq_checkpoint *ck, const char *in_path, const char *given, char *buf,
+                                  size_t cap) {
+    if (given) return given;
+    const char *dir = lq_checkpoint_dir(ck);
+    char        tmp[PATH_MAX];
+    if (!dir) {
+        snprintf(tmp, sizeof tmp, "%s", in_path);
+        char *slash = strrchr(tmp, '/');
+        if (slash)
+            *slash = 0;
+        else
+            snprintf(tmp, sizeof tmp, ".");
+        dir = tmp;
+    }
+    static const char *const names[] = {"tokenizer.model", "tokenizer.json", "tokenizer.bin", "tok512.bin",
+                                        "tok512.model"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (cli_join(buf, cap, dir, names[i]) && access(buf, R_OK) == 0) return buf;
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    cli_init("lq-quant");
+    const char *in_path = NULL, *out_path = NULL, *format_s = NULL, *type_s = NULL, *fallback_s = "auto";
+    const char *method = "rtn", *tokenizer = NULL, *act_stats = NULL, *scale_s = "f16";
+    uint64_t    max_shard = 0;
+    bool        force = false, dry = false, json = false, no_fsync = false, clip = false;
+    int64_t     n_threads = 0;
+    rule        rules[MAX_RULES];
+    int         n_rules = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (cli_common_option(a, usage)) {
+            continue;
+        } else if (!strcmp(a, "--format")) {
+            format_s = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--type")) {
+            type_s = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--tensor-type") || !strcmp(a, "--keep")) {
+            const bool  keep = !strcmp(a, "--keep");
+            const char *v    = cli_value(argc, argv, &i);
+            if (n_rules == MAX_RULES) cli_usage_error("%s: at most %d rules", a, MAX_RULES);
+            rule       *r = &rules[n_rules];
+            const char *eq = keep ? NULL : strrchr(v, '=');
+            if (!keep && (!eq || eq == v || !eq[1]))
+                cli_usage_error("--tensor-type: '%s' is not REGEX=TYPE", v);
+            const size_t rl = keep ? strlen(v) : (size_t)(eq - v);
+            if (rl >= sizeof r->text) cli_usage_error("%s: regex too long", a);
+            memcpy(r->text, v, rl);
+            r->text[rl] = 0;
+            r->keep     = keep;
+            r->type     = LQ_QT_NONE;
+            if (!keep && !parse_type(eq + 1, &r->type))
+                cli_usage_error("--tensor-type: unknown type '%s' (see --help for the list)", eq + 1);
+            const int rc = regcomp(&r->re, r->text, REG_EXTENDED | REG_NOSUB);
+            if (rc != 0) {
+                char msg[128];
+                regerror(rc, &r->re, msg, sizeof msg);
+                cli_usage_error("%s: bad regex '%s': %s", a, r->text, msg);
+            }
+            n_rules++;
+        } else if (!strcmp(a, "--fallback")) {
+            fallback_s = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--method")) {
+            method = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--clip-search")) {
+            clip = true;
+        } else if (!strcmp(a, "--act-stats")) {
+            act_stats = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--scale-dtype")) {
+            scale_s = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--tokenizer")) {
+            tokenizer = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--max-shard-size")) {
+            if (!cli_parse_size(cli_value(argc, argv, &i), &max_shard))
+                cli_usage_error("--max-shard-size: '%s' is not a size (e.g. 5GB, 500MiB)", argv[i]);
+        } else if (!strcmp(a, "--force")) {
+            force = true;
+        } else if (!strcmp(a, "--dry-run")) {
+            dry = true;
+        } else if (!strcmp(a, "--json")) {
+            json = true;
+        } else if (!strcmp(a, "--no-fsync")) {
+            no_fsync = true;
+        } else if (cli_threads_option(argc, argv, &i, &n_threads)) {
+            continue;
+        } else if (a[0] == '-' && a[1]) {
+            cli_usage_error("unknown option '%s'", a);
+        } else if (!in_path) {
+            in_path = a;
+        } else if (!out_path) {
+            out_path = a;
+        } else {
+            cli_usage_error("unexpected argument '%s' (MODEL and OUTPUT are already given)", a);
+        }
+    }
+    if (!in_path || !out_path) cli_usage_error("need MODEL and OUTPUT");
+    if (strcmp(method, "rtn") != 0)
+        cli_usage_error("--method: '%s' is not available in lq-quant (rtn); GPTQ is a separate tool", method);
+    out_format fmt;
+    const size_t ol = strlen(out_path);
+    if (!format_s) {
+        if (ol > 5 && !strcmp(out_path + ol - 5, ".gguf"))
+            format_s = "gguf";
+        else
+            cli_usage_error("--format is required (gptq, gptq_v2, compressed-tensors or gguf)");
+    }
+    if (!strcmp(format_s, "gptq"))
+        fmt = OUT_GPTQ;
+    else if (!strcmp(format_s, "gptq_v2"))
+        fmt = OUT_GPTQ_V2;
+    else if (!strcmp(format_s, "compressed-tensors") || !strcmp(format_s, "ct"))
+        fmt = OUT_CT;
+    else if (!strcmp(format_s, "gguf"))
+        fmt = OUT_GGUF;
+    else
+        cli_usage_error("--format: '%s' is not gptq, gptq_v2, compressed-tensors or gguf", format_s);
+    lq_qtype def_type = fmt == OUT_GGUF ? LQ_QT_Q8_0 : LQ_QT_INT4_G128;
+    if (type_s && !parse_type(type_s, &def_type)) cli_usage_error("--type: unknown type '%s' (see --help)", type_s);
+    if (!type_fits_format(def_type, fmt))
+        cli_usage_error("--type %s cannot be stored in %s", lq_qtype_name(def_type), format_s);
+    for (int r = 0; r < n_rules; r++)
+        if (!rules[r].keep && !type_fits_format(rules[r].type, fmt))
+            cli_usage_error("--tensor-type %s=%s: %s cannot be stored in %s", rules[r].text,
+                            lq_qtype_name(rules[r].type), lq_qtype_name(rules[r].type), format_s);
+    enum { FB_AUTO, FB_KEEP, FB_ERROR, FB_TYPE } fb = FB_AUTO;
+    lq_qtype fb_type = LQ_QT_NONE;
+    if (!strcmp(fallback_s, "keep"))
+        fb = FB_KEEP;
+    else if (!strcmp(fallback_s, "error"))
+        fb = FB_ERROR;
+    else if (strcmp(fallback_s, "auto") != 0) {
+        if (!parse_type(fallback_s, &fb_type)) cli_usage_error("--fallback: '%s' is not auto, keep, error or a type", fallback_s);
+        if (!type_fits_format(fb_type, fmt))
+            cli_usage_error("--fallback %s cannot be stored in %s", fallback_s, format_s);
+        fb = FB_TYPE;
+    }
+    lq_quant_params qp = lq_quant_default_params();
+    if (!strcmp(scale_s, "f16"))
+        qp.scale_dtype = LQ_DTYPE_F16;
+    else if (!strcmp(scale_s, "bf16"))
+        qp.scale_dtype = LQ_DTYPE_BF16;
+    else if (!strcmp(scale_s, "f32"))
+        qp.scale_dtype = LQ_DTYPE_F32;
+    else
+        cli_usage_error("--scale-dtype: '%s' is not f16, bf16 or f32", scale_s);
+    if ((fmt == OUT_GPTQ || fmt == OUT_GPTQ_V2) && qp.scale_dtype != LQ_DTYPE_F16)
+        cli_usage_error("--scale-dtype: GPTQ stores F16 scales");
+    qp.clip_search = clip;
+
+    int            rc = CLI_EXIT_FAIL;
+    int64_t        n  = 0;
+    lq_checkpoint *ck = NULL, *stats = NULL;
+    job           *jobs = NULL;
+    lq_qtensor    *qt = NULL;
+    char           stage[PATH_MAX] = "";
+    lq_status      st = lq_checkpoint_open(in_path, &ck);
+    if (st != LQ_OK) {
+        cli_error_status(in_path, st);
+        goto done;
+    }
+    if (act_stats && (st = lq_checkpoint_open(act_stats, &stats)) != LQ_OK) {
+        cli_error_status(act_stats, st);
+        goto done;
+    }
+    lq_model_config cfg;
+    if ((st = lq_checkpoint_config(ck, &cfg)) != LQ_OK) {
+        cli_error_status("config.json", st);
+        goto done;
+    }
+    {
+        lq_quant_config *qc = NULL;
+        lq_log_set_level(LQ_LOG_ERROR);
+        const lq_status  qs = lq_quant_config_load(ck, &qc);
+        lq_log_set_level(LQ_LOG_DEBUG);
+        const bool already = (qs == LQ_OK && qc) || qs == LQ_ERR_UNSUPPORTED || lq_checkpoint_kind(ck) == LQ_CKPT_GGUF;
+        lq_quant_config_free(qc);
+        if (already) {
+            cli_error("%s is already quantized; quantize from the original weights", in_path);
+            goto done;
+        }
+    }
+
+    /* ---- plan ---- */
+    n    = lq_checkpoint_count(ck);
+    jobs = calloc((size_t)(n ? n : 1), sizeof *jobs);
+    qt              = calloc((size_t)(n ? n : 1), sizeof *qt);
+    if (!jobs || !qt) {
+        cli_error("out of memory");
+        goto done;
+    }
+    int64_t  n_fallback = 0, n_quant = 0, n_out = 0;
+    uint64_t bytes_in = 0, bytes_out = 0, params_q = 0, params = 0;
+    double   bits_q = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const lq_tensor_info  *t  = lq_checkpoint_tensor(ck, i);
+        const lq_dtype_traits *dt = lq_dtype_traits_of(t->dtype);
+        job                   *j  = &jobs[i];
+        j->src                    = t;
+        bytes_in += t->nbytes;
+        if (t->alias_of >= 0) {
+            j->skip = true;
+            continue;
+        }
+        const bool matrix = t->n_dims == 2 && dt->is_float && dt->convertible;
+        j->rows           = t->n_dims == 2 ? t->shape[0] : 1;
+        j->cols           = t->n_dims >= 1 ? t->shape[t->n_dims - 1] : 1;
+        const bool floaty = dt->is_float && dt->convertible;
+        if (!floaty || t->n_dims > 2) {
+            cli_error("%s: tensor '%s' (%s, %d-D) is not a float vector or matrix; lq-quant handles Llama-family "
+                      "checkpoints only", in_path, t->name, lq_dtype_name(t->dtype), t->n_dims);
+            goto done;
+        }
+        const lq_qtype keep = keep_type(t->dtype, fmt);
+        lq_qtype want    = matrix && is_layer_linear(t->name) ? def_type : keep;
+        bool     matched = false;
+        for (int r = 0; r < n_rules && !matched; r++) {
+            if (regexec(&rules[r].re, t->name, 0, NULL, 0) != 0) continue;
+            matched = true;
+            want    = rules[r].keep ? keep : rules[r].type;
+        }
+        if (!matrix && want != keep) {
+            if (matched)
+                DISPLAY(2, "%s: warning: '%s' is not a 2-D float matrix; kept as %s\n", g_tool, t->name,
+                        lq_dtype_name(t->dtype));
+            want = keep;
+        }
+        j->want = want;
+        j->type = want;
+        const char *why = NULL;
+        if (want != LQ_QT_NONE && lq_qtype_traits_of(want)->kind != LQ_QK_KEEP &&
+            !storable(fmt, want, j->rows, j->cols, &why)) {
+            j->why = why;
+            if (fb == FB_ERROR) {
+                cli_error("'%s' [%lld, %lld] cannot be stored as %s: %s (--fallback error)", t->name,
+                          (long long)j->rows, (long long)j->cols, lq_qtype_name(want), why);
+                goto done;
+            }
+            lq_qtype next = keep;
+            if (fb == FB_TYPE) {
+                next = fb_type;
+            } else if (fb == FB_AUTO && fmt == OUT_GGUF) {
+                next = want == LQ_QT_Q4_K ? LQ_QT_Q5_0 : want == LQ_QT_Q6_K ? LQ_QT_Q8_0 : LQ_QT_F16;
+                if (!lq_qtype_supports(next, j->cols, NULL)) next = LQ_QT_F16;
+            }
+            if (lq_qtype_traits_of(next)->kind != LQ_QK_KEEP && !storable(fmt, next, j->rows, j->cols, NULL))
+                next = keep;
+            j->type = next;
+            n_fallback++;
+        }
+        uint64_t numel = 0;
+        lq_tensor_info_numel(t, &numel);
+        params += numel;
+        j->bytes_out              = est_bytes(fmt, j->type, j->rows, j->cols, qp.scale_dtype);
+        const lq_qtype_traits *tr = lq_qtype_traits_of(j->type);
+        if (tr->kind != LQ_QK_KEEP) {
+            n_quant++;
+            params_q += numel;
+            bits_q += (double)numel *
+                      lq_qtype_bits_per_weight(j->type, j->rows, j->cols, fmt == OUT_GGUF ? LQ_DTYPE_F16 : qp.scale_dtype);
+        }
+        bytes_out += j->bytes_out;
+        n_out++;
+    }
+    if (n_fallback)
+        DISPLAY(2, "%s: warning: %lld of %lld tensor(s) required fallback quantization (-v lists them)\n", g_tool,
+                (long long)n_fallback, (long long)n_out);
+    for (int64_t i = 0; i < n; i++)
+        if (jobs[i].why)
+            DISPLAY(dry ? 4 : 3, "%s: '%s' [%lld, %lld]: %s cannot store it (%s); stored as %s\n", g_tool,
+                    jobs[i].src->name, (long long)jobs[i].rows, (long long)jobs[i].cols, lq_qtype_name(jobs[i].want),
+                    jobs[i].why, lq_qtype_name(jobs[i].type));
+    const double bpw_q   = params_q ? bits_q / (double)params_q : 0;
+    const double bpw_all = params ? 8.0 * (double)bytes_out / (double)params : 0;
+    if (dry) {
+        for (int64_t i = 0; i < n; i++) {
+            const job *j = &jobs[i];
+            char       shape[48];
+            snprintf(shape, sizeof shape, "[%lld, %lld]", (long long)j->rows, (long long)j->cols);
+            if (j->skip) {
+                printf("%-52s %-14s %-5s -> (tied: stored once)\n", j->src->name, shape, lq_dtype_name(j->src->dtype));
+                continue;
+            }
+            printf("%-52s %-14s %-5s -> %-16s %10llu B%s%s\n", j->src->name, shape, lq_dtype_name(j->src->dtype),
+                   lq_qtype_name(j->type), (unsigned long long)j->bytes_out,
+                   j->why ? "  fallback: " : "", j->why ? j->why : "");
+        }
+        char a[32], b[32];
+        printf("plan: %lld tensors (%lld quantized, %lld fallbacks), %s -> %s bytes of tensor data (est.), "
+               "%.3f bits/weight quantized, %.3f overall\n",
+               (long long)n_out, (long long)n_quant, (long long)n_fallback, cli_commas(bytes_in, a, sizeof a),
+               cli_commas(bytes_out, b, sizeof b), bpw_q, bpw_all);
+        rc = CLI_EXIT_OK;
+        goto done;
+    }
+
+    /* ---- quantize ---- */
+    const double t0 = now_s();
+    uint64_t     src_quant_bytes = 0;
+    int64_t      k = 0;
+    for (int64_t i = 0; i < n; i++) {
+        job *j = &jobs[i];
+        if (j->skip) continue;
+        const lq_tensor_info *t = j->src;
+        lq_qtensor           *q = &qt[k++];
+        q->name                 = t->name;
+        q->n_dims               = t->n_dims;
+        memcpy(q->shape, t->shape, sizeof q->shape);
+        q->scale_dtype = fmt == OUT_GGUF ? LQ_DTYPE_F16 : qp.scale_dtype;
+        q->qtype       = j->type;
+        q->data        = t->data;
+        const lq_qtype_traits *tr = lq_qtype_traits_of(j->type);
+        if (tr->kind == LQ_QK_KEEP && tr->dtype == t->dtype) continue;
+        if (tr->kind == LQ_QK_KEEP && t->n_dims != 2) { /* 1-D conversions: plain convert */
+            uint64_t numel = 0, nb = 0;
+            lq_tensor_info_numel(t, &numel);
+            lq_dtype_nbytes(tr->dtype, numel, &nb);
+            j->data = malloc(nb ? nb : 1);
+            if (!j->data || lq_convert_cpu(tr->dtype, j->data, t->dtype, t->data, (int64_t)numel, (int)n_threads) != LQ_OK) {
+                cli_error("'%s': cannot convert to %s", t->name, tr->name);
+                goto done;
+            }
+            q->data = j->data;
+            continue;
+        }
+        const uint64_t rb = lq_qtype_row_bytes(j->type, j->cols);
+        const int64_t  ns = lq_qtype_n_scales(j->type, j->rows, j->cols);
+        j->data           = malloc((size_t)(rb * (uint64_t)j->rows) + 1);
+        j->scales         = ns ? malloc((size_t)ns * sizeof(float)) : NULL;
+        j->zeros          = lq_qtype_has_zeros(j->type) ? malloc((size_t)ns) : NULL;
+        if (!j->data || (ns && !j->scales) || (lq_qtype_has_zeros(j->type) && !j->zeros)) {
+            cli_error("out of memory quantizing '%s'", t->name);
+            goto done;
+        }
+        lq_quant_params p = qp;
+        p.col_weight      = NULL;
+        if (stats) {
+            const lq_tensor_info *s = lq_checkpoint_find(stats, t->name);
+            if (s && s->dtype == LQ_DTYPE_F32 && s->nbytes == (uint64_t)j->cols * 4)
+                p.col_weight = s->data;
+            else if (s)
+                DISPLAY(2, "%s: warning: --act-stats: '%s' is not F32 [%lld]; ignored\n", g_tool, t->name,
+                        (long long)j->cols);
+        }
+        char stage_label[64];
+        snprintf(stage_label, sizeof stage_label, "quantize %lld/%lld", (long long)k, (long long)n_out);
+        if (cli_progress((float)k / (float)(n_out ? n_out : 1), stage_label, NULL)) {
+            cli_error("interrupted");
+            goto done;
+        }
+        st = lq_quantize_cpu(j->type, t->dtype, t->data, j->rows, j->cols, &p, j->data, j->scales, j->zeros,
+                             (int)n_threads);
+        if (st != LQ_OK) {
+            cli_error_status(t->name, st);
+            goto done;
+        }
+        src_quant_bytes += t->nbytes;
+        q->data   = j->data;
+        q->scales = j->scales;
+        q->zeros  = j->zeros;
+    }
+    cli_progress_end();
+    const double t_quant = now_s() - t0;
+
+    /* ---- write ---- */
+    const double t1 = now_s();
+    if (fmt == OUT_GGUF) {
+        struct stat sb;
+        if (stat(out_path, &sb) == 0 && !force) {
+            cli_error("%s exists; use --force to replace it", out_path);
+            goto done;
+        }
+        char                 tokbuf[PATH_MAX];
+        lq_gguf_write_params gp = lq_gguf_write_default_params();
+        gp.tokenizer_path       = find_tokenizer(ck, in_path, tokenizer, tokbuf, sizeof tokbuf);
+        gp.no_fsync             = no_fsync;
+        gp.progress             = cli_progress;
+        if (!gp.tokenizer_path)
+            DISPLAY(2, "%s: warning: no tokenizer found beside %s (use --tokenizer); llama.cpp needs one\n", g_tool,
+                    in_path);
+        st = lq_gguf_write_llama(out_path, &cfg, qt, k, &gp);
+        cli_progress_end();
+        if (st != LQ_OK) {
+            cli_error_status(out_path, st);
+            goto done;
+        }
+    } else {
+        bool out_exists = false;
+        if (cli_stage_begin(out_path, lq_checkpoint_dir(ck), force, stage, sizeof stage, &out_exists) != 0) goto done;
+        char  *cfg_text = NULL;
+        size_t cfg_len  = 0;
+        if (lq_checkpoint_dir(ck)) {
+            char cpath[PATH_MAX];
+            if (cli_join(cpath, sizeof cpath, lq_checkpoint_dir(ck), "config.json") && access(cpath, R_OK) == 0)
+                cfg_text = cli_read_file(cpath, &cfg_len);
+        }
+        lq_qformat_write_params wp = lq_qformat_write_default_params();
+        wp.format                  = qformat_of(fmt);
+        wp.cfg                     = &cfg;
+        wp.config_json             = cfg_text;
+        wp.config_json_len         = cfg_len;
+        wp.model_dtype             = cfg.dtype;
+        wp.max_shard_size          = max_shard;
+        wp.no_fsync                = no_fsync;
+        wp.n_threads               = (int)n_threads;
+        wp.progress                = cli_progress;
+        st                         = lq_qformat_write_dir(stage, qt, k, &wp);
+        cli_progress_end();
+        free(cfg_text);
+        if (st != LQ_OK) {
+            cli_error_status(out_path, st);
+            goto done;
+        }
+        const char *src_dir = lq_checkpoint_dir(ck);
+        char        l2c_dir[PATH_MAX];
+        if (!src_dir) {
+            snprintf(l2c_dir, sizeof l2c_dir, "%s", in_path);
+            char *slash = strrchr(l2c_dir, '/');
+            if (slash)
+                *slash = 0;
+            else
+                snprintf(l2c_dir, sizeof l2c_dir, ".");
+            src_dir = l2c_dir;
+        }
+        if (cli_copy_model_files(src_dir, stage, tokenizer) < 0) goto done;
+        if (cli_stage_commit(stage, out_path, out_exists) != 0) goto done;
+    }
+    const double t_write = now_s() - t1;
+
+    /* ---- report ---- */
+    uint64_t    size_out = 0;
+    struct stat sb;
+    if (fmt == OUT_GGUF) {
+        if (stat(out_path, &sb) == 0) size_out = (uint64_t)sb.st_size;
+    } else {
+        lq_checkpoint *o = NULL;
+        if (lq_checkpoint_open(out_path, &o) == LQ_OK) {
+            for (int64_t i = 0; i < lq_checkpoint_count(o); i++) size_out += lq_checkpoint_tensor(o, i)->nbytes;
+            lq_checkpoint_close(o);
+        }
+    }
+    const double gbs = t_quant > 0 ? (double)src_quant_bytes / t_quant / 1e9 : 0;
+    if (json) {
+        lq_json_writer *w = lq_json_writer_init(2);
+        lq_json_obj_begin(w);
+        lq_json_key(w, "tool");
+        lq_json_str(w, g_tool);
+        lq_json_key(w, "version");
+        lq_json_str(w, lq_version());
+        lq_json_key(w, "input");
+        lq_json_str(w, in_path);
+        lq_json_key(w, "output");
+        lq_json_str(w, out_path);
+        lq_json_key(w, "format");
+        lq_json_str(w, fmt == OUT_GGUF ? "gguf" : lq_qformat_name(qformat_of(fmt)));
+        lq_json_key(w, "method");
+        lq_json_str(w, method);
+        lq_json_key(w, "type");
+        lq_json_str(w, lq_qtype_name(def_type));
+        lq_json_key(w, "tensors");
+        lq_json_i64(w, n_out);
+        lq_json_key(w, "quantized");
+        lq_json_i64(w, n_quant);
+        lq_json_key(w, "fallbacks");
+        lq_json_arr_begin(w);
+        for (int64_t i = 0; i < n; i++) {
+            if (!jobs[i].why) continue;
+            lq_json_obj_begin(w);
+            lq_json_key(w, "tensor");
+            lq_json_str(w, jobs[i].src->name);
+            lq_json_key(w, "wanted");
+            lq_json_str(w, lq_qtype_name(jobs[i].want));
+            lq_json_key(w, "stored");
+            lq_json_str(w, lq_qtype_name(jobs[i].type));
+            lq_json_key(w, "reason");
+            lq_json_str(w, jobs[i].why);
+            lq_json_obj_end(w);
+        }
+        lq_json_arr_end(w);
+        lq_json_key(w, "tensor_types");
+        lq_json_obj_begin(w);
+        for (int64_t i = 0; i < n; i++) {
+            if (jobs[i].skip) continue;
+            lq_json_key(w, jobs[i].src->name);
+            lq_json_str(w, lq_qtype_name(jobs[i].type));
+        }
+        lq_json_obj_end(w);
+        lq_json_key(w, "parameters");
+        lq_json_u64(w, params);
+        lq_json_key(w, "bytes_in");
+        lq_json_u64(w, bytes_in);
+        lq_json_key(w, "bytes_out");
+        lq_json_u64(w, size_out);
+        lq_json_key(w, "bits_per_weight_quantized");
+        lq_json_f64(w, bpw_q);
+        lq_json_key(w, "bits_per_weight_overall");
+        lq_json_f64(w, params ? 8.0 * (double)size_out / (double)params : 0);
+        lq_json_key(w, "quantize_seconds");
+        lq_json_f64(w, t_quant);
+        lq_json_key(w, "write_seconds");
+        lq_json_f64(w, t_write);
+        lq_json_obj_end(w);
+        char  *text;
+        size_t len;
+        if (lq_json_writer_finish(w, &text, &len) == LQ_OK) {
+            printf("%s\n", text);
+            lq_free(text);
+        }
+    } else {
+        char a[32], b[32];
+        printf("%s: %s, %lld tensors (%lld quantized, %lld fallbacks), %s -> %s bytes (%.2fx smaller), "
+               "%.3f bits/weight quantized, %.3f overall\n",
+               out_path, fmt == OUT_GGUF ? "gguf" : lq_qformat_name(qformat_of(fmt)), (long long)n_out,
+               (long long)n_quant, (long long)n_fallback, cli_commas(bytes_in, a, sizeof a),
+               cli_commas(size_out, b, sizeof b), size_out ? (double)bytes_in / (double)size_out : 0, bpw_q,
+               params ? 8.0 * (double)size_out / (double)params : 0);
+        DISPLAY(3, "%s: quantized %.1f MB in %.2f s (%.2f GB/s), wrote in %.2f s\n", g_tool,
+                (double)src_quant_bytes / 1e6, t_quant, gbs, t_write);
+    }
+    rc = CLI_EXIT_OK;
+done:
+    if (stage[0]) cli_remove_tree(stage);
+    if (jobs)
+        for (int64_t i = 0; i < n; i++) {
+            free(jobs[i].data);
+            free(jobs[i].scales);
+            free(jobs[i].zeros);
+        }
+    free(jobs);
+    free(qt);
+    for (int r = 0; r < n_rules; r++) regfree(&rules[r].re);
+    lq_checkpoint_close(stats);
+    lq_checkpoint_close(ck);
+    if (rc == CLI_EXIT_OK && fflush(stdout) != 0) rc = CLI_EXIT_FAIL;
+    return rc;
+}
