@@ -25,3 +25,12 @@ build/lq-run -t 0 -n 120 "$OUT/stories260K-hf" "Once upon a time"
 build/lq-eval "$OUT/stories260K-bf16" --base "$OUT/stories260K-hf" \
     --text "$SHARED/tinystories/tinystories_train_excerpt.txt" --max-chars 60000 --ctx 256 \
     --max-kld 0.01 --min-top1 95 --json "$OUT/eval-bf16.json"
+# quantize (round-to-nearest) into the three deployment formats and prove each still works by running it
+build/lq-quant --format compressed-tensors --type int8_ch "$OUT/stories260K-hf" "$OUT/stories260K-ct-int8"
+build/lq-quant --format gptq --type int8_ch "$OUT/stories260K-hf" "$OUT/stories260K-gptq-int8"
+build/lq-quant --format gguf --type q8_0 "$OUT/stories260K-hf" "$OUT/stories260K-q8_0.gguf"
+for q in ct-int8 gptq-int8 q8_0.gguf; do
+    build/lq-eval "$OUT/stories260K-$q" --base "$OUT/stories260K-hf" \
+        --text "$SHARED/tinystories/tinystories_train_excerpt.txt" --max-chars 60000 --ctx 256 \
+        --max-kld 0.005 --min-top1 97 --json "$OUT/eval-$q.json"
+done

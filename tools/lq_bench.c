@@ -288,7 +288,8 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: %s [options] [BENCH...]\n"
             "Benchmarks; each figure is printed with the ceiling it is compared with,\n"
-            "measured in the same run. BENCH: convert, kernels, model (default: all).\n"
+            "measured in the same run. BENCH: kernels, qkernels (quantized matmuls),\n"
+            "quant (quantization throughput), model, convert (default: all).\n"
             "\n"
             "options:\n"
             "  --dir DIR        [build/bench] where generated inputs and outputs go\n"
@@ -306,6 +307,7 @@ int main(int argc, char **argv) {
     double      size_gb = 2.0;
     int64_t     reps = 3, threads = 0;
     bool        keep = false, want_convert = false, want_kernels = false, want_model = false, any = false;
+    bool        want_quant = false, want_qkernels = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -328,6 +330,10 @@ int main(int argc, char **argv) {
             want_kernels = any = true;
         } else if (!strcmp(a, "model")) {
             want_model = any = true;
+        } else if (!strcmp(a, "quant")) {
+            want_quant = any = true;
+        } else if (!strcmp(a, "qkernels")) {
+            want_qkernels = any = true;
         } else {
             cli_usage_error("unknown option or benchmark '%s'", a);
         }
@@ -338,6 +344,16 @@ int main(int argc, char **argv) {
         printf("== kernels (lq_matmul_cpu and the forward ops on Llama-1B-like shapes) ==\n");
         fflush(stdout);
         rc |= lq__bench_cpu_kernels(n_threads(), stdout);
+    }
+    if (!any || want_qkernels) {
+        printf("== qkernels (fused dequantize + matmul, lq_matmul_cpu, Llama-8B layer shapes) ==\n");
+        fflush(stdout);
+        rc |= lq__bench_qmatmul(n_threads(), stdout);
+    }
+    if (!any || want_quant) {
+        printf("== quant (lq_quantize_cpu from F16, Llama-8B-like matrices) ==\n");
+        fflush(stdout);
+        rc |= lq__bench_quantize(n_threads(), stdout);
     }
     if (!any || want_model) rc |= bench_model(dir, (int)reps);
     if (!any || want_convert) rc |= bench_convert(dir, size_gb, (int)reps);

@@ -27,14 +27,19 @@ PY
 }
 echo "| scheme | bytes of tensor data | bits/weight (quantized tensors) | mean KLD | same top % | ppl ratio | fallbacks |"
 echo "|---|---:|---:|---:|---:|---:|---|"
-row int8_ch ct int8_ch
-row int8_ch_gptq gptq int8_ch
-row int4_g32 gptq int4_g32
-row int4_g32_asym gptq_v2 int4_g32_asym
-row int4_ch ct int4_ch
-row int4_g32_clip gptq int4_g32 --clip-search
+# ffn_down (172 columns) cannot take group-wise or block types: it falls back to f16 in every row,
+# as in the llama.cpp peer runs (REFERENCE.md, issue 4)
+row int8_ch ct int8_ch --fallback f16
+row int8_ch_gptq gptq int8_ch --fallback f16
+row int4_g32 ct int4_g32 --fallback f16
+row int4_g32_asym ct int4_g32_asym --fallback f16
+row int4_g32_clip ct int4_g32 --fallback f16 --clip-search
+row int4_ch ct int4_ch --fallback f16
+row int4_ch_asym ct int4_ch_asym --fallback f16
 row q8_0 gguf q8_0
-row q4_0 gguf q4_0
-row q4_k gguf q4_k
 row q6_k gguf q6_k
+row q4_k gguf q4_k
+row q4_0 gguf q4_0
 row fp8_e4m3_ch ct fp8_e4m3_ch
+row int3_g32 ct int3_g32 --fallback f16
+row int2_g32 ct int2_g32 --fallback f16
