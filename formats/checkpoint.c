@@ -3,12 +3,15 @@
  *
  * Detection is by content: "PK\3\4" is a PyTorch zip, a plausible safetensors
  * header length followed by '{' (after optional whitespace) is safetensors, a
- * header whose v0 size formula matches the file size exactly is llama2.c.
+ * header whose v0 size formula matches the file size exactly is llama2.c,
+ * "GGUF" is a GGUF file (tensors keep their GGUF names; the config comes
+ * from its keys).
  * Directories: model.safetensors.index.json, model.safetensors,
  * pytorch_model.bin.index.json, pytorch_model.bin, in that order. Shard
  * names from an index must be plain file names in the same directory (no
  * '/', no ".."); the index and the shards must agree exactly. */
 #include "formats_internal.h"
+#include "lq_qformats.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +28,8 @@ struct lq_checkpoint {
     lq_ckpt_kind    kind;
     char           *dir;       /* NULL for a bare llama2.c file */
     lq_llama2c     *l2c;
+    lq_gguf        *gguf;
+    char           *gguf_path;
     shard          *shards;
     int32_t         n_shards;
     lq_tensor_info *t;         /* copies of the readers' records; alias_of remapped */
@@ -54,6 +59,8 @@ void lq_checkpoint_close(lq_checkpoint *c) {
     }
     lq_free(c->shards);
     lq_llama2c_close(c->l2c);
+    lq_gguf_close(c->gguf);
+    lq_free(c->gguf_path);
     lq_free(c->t);
     lq_free(c->t_shard);
     lq_free(c->by_name);
@@ -68,6 +75,7 @@ const lq_tensor_info *lq_checkpoint_tensor(const lq_checkpoint *c, int64_t i) {
 }
 const char *lq_checkpoint_dir(const lq_checkpoint *c) { return c->dir; }
 const char *lq_checkpoint_tensor_file(const lq_checkpoint *c, int64_t i) {
+    if (i >= 0 && i < c->n && c->gguf) return c->gguf_path;
     if (i < 0 || i >= c->n || c->n_shards == 0) return NULL;
     return c->shards[c->t_shard[i]].path;
 }
@@ -96,6 +104,7 @@ lq_status lq_checkpoint_config(const lq_checkpoint *c, lq_model_config *out) {
         lq_llama2c_config(c->l2c, out);
         return LQ_OK;
     }
+    if (c->kind == LQ_CKPT_GGUF) return lq_gguf_config(c->gguf, out);
     char *p = lq__path_join(c->dir, "config.json");
     LQ_RETURN_IF(!p, LQ_ERR_NOMEM, "out of memory");
     if (!lq__file_exists(p)) {
@@ -112,6 +121,7 @@ lq_status lq_checkpoint_config(const lq_checkpoint *c, lq_model_config *out) {
 static lq_status collect(lq_checkpoint *c) {
     int64_t n = 0;
     if (c->l2c) n = lq_llama2c_count(c->l2c);
+    if (c->gguf) n = lq_gguf_count(c->gguf);
     for (int32_t s = 0; s < c->n_shards; s++)
         n += c->shards[s].st ? lq_safetensors_count(c->shards[s].st) : lq_pytorch_count(c->shards[s].pt);
     c->t       = lq_calloc((size_t)(n ? n : 1), sizeof *c->t);
@@ -121,6 +131,8 @@ static lq_status collect(lq_checkpoint *c) {
     int64_t k = 0;
     if (c->l2c)
         for (int64_t i = 0; i < lq_llama2c_count(c->l2c); i++) c->t[k++] = *lq_llama2c_tensor(c->l2c, i);
+    if (c->gguf)
+        for (int64_t i = 0; i < lq_gguf_count(c->gguf); i++) c->t[k++] = *lq_gguf_tensor(c->gguf, i);
     for (int32_t s = 0; s < c->n_shards; s++) {
         const int64_t base = k;
         const int64_t m    = c->shards[s].st ? lq_safetensors_count(c->shards[s].st) : lq_pytorch_count(c->shards[s].pt);
@@ -206,7 +218,7 @@ done:
     return st;
 }
 
-typedef enum { SNIFF_UNKNOWN, SNIFF_SAFETENSORS, SNIFF_ZIP, SNIFF_LLAMA2C, SNIFF_JSON } sniff_kind;
+typedef enum { SNIFF_UNKNOWN, SNIFF_SAFETENSORS, SNIFF_ZIP, SNIFF_LLAMA2C, SNIFF_JSON, SNIFF_GGUF } sniff_kind;
 
 static sniff_kind sniff(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -217,6 +229,7 @@ static sniff_kind sniff(const char *path) {
     const long size = ftell(f);
     fclose(f);
     const size_t plen = strlen(path);
+    if (n >= 4 && memcmp(b, "GGUF", 4) == 0) return SNIFF_GGUF;
     if (plen >= 12 && strcmp(path + plen - 12, ".safetensors") == 0) return SNIFF_SAFETENSORS;
     if (n >= 4 && memcmp(b, "PK\x03\x04", 4) == 0) return SNIFF_ZIP;
     if (n >= 2 && b[0] == 0x80 && b[1] <= 5) return SNIFF_ZIP; /* a raw pickle: the zip reader explains */
@@ -312,13 +325,24 @@ lq_status lq_checkpoint_open(const char *path, lq_checkpoint **out) {
             if (st == LQ_OK) st = collect(c);
             break;
         }
+        case SNIFF_GGUF:
+            c->kind      = LQ_CKPT_GGUF;
+            c->dir       = lq__path_dirname(path);
+            c->gguf_path = lq_strdup(path);
+            if (!c->dir || !c->gguf_path) {
+                st = LQ_ERR_NOMEM;
+                break;
+            }
+            st = lq_gguf_open(path, &c->gguf);
+            if (st == LQ_OK) st = collect(c);
+            break;
         case SNIFF_LLAMA2C:
             c->kind = LQ_CKPT_LLAMA2C;
             st      = lq_llama2c_open(path, &c->l2c);
             if (st == LQ_OK) st = collect(c);
             break;
         case SNIFF_UNKNOWN:
-            LQ_LOG_ERR("%s: not a safetensors, PyTorch zip or llama2.c file (too small or unknown content)", path);
+            LQ_LOG_ERR("%s: not a safetensors, PyTorch zip, GGUF or llama2.c file (too small or unknown content)", path);
             st = LQ_ERR_FORMAT;
             break;
         }

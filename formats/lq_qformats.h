@@ -101,6 +101,15 @@ lq_gguf_write_params lq_gguf_write_default_params(void);
 lq_status lq_gguf_write_llama(const char *path, const lq_model_config *cfg, const lq_qtensor *t, int64_t n,
                               const lq_gguf_write_params *p);
 
+/*! lq_gguf_hf_name() : the HF name of a llama GGUF tensor name
+ *  ("blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj.weight",
+ *  "token_embd.weight" -> "model.embed_tokens.weight", "output.weight" ->
+ *  "lm_head.weight"; .weight and .bias), written to buf (cap bytes).
+ *  Returns buf, or NULL when the name is not one the writer produces (e.g.
+ *  rope_freqs.weight) or does not fit. Names only: the tensor data stays in
+ *  GGUF's layout (q/k rows in interleaved RoPE order). */
+const char *lq_gguf_hf_name(const char *gguf_name, char *buf, size_t cap);
+
 /* ==== GPTQ and compressed-tensors ==== */
 
 typedef enum {

@@ -75,6 +75,28 @@ int lq_tokenizer_decode_piece(const lq_tokenizer *t, int32_t prev, int32_t id, c
 /* the vocabulary string of `id` as stored (NULL if out of range) */
 const char *lq_tokenizer_piece(const lq_tokenizer *t, int32_t id);
 
+/*! lq_tokenizer_score() : the score of `id` (SentencePiece and llama2.c:
+ *  as stored, higher merges first); 0 for tokenizer.json BPE (merge ranks
+ *  decide there) and for an id out of range. */
+float lq_tokenizer_score(const lq_tokenizer *t, int32_t id);
+
+/*! lq_tokenizer_token_type() : the kind of token `id`, numbered as
+ *  SentencePiece and GGUF's tokenizer.ggml.token_type number them: 1 normal,
+ *  2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte; 0 for an id out
+ *  of range. SentencePiece: the piece type as stored. llama2.c: id 0
+ *  unknown, ids 1-2 control (BOS, EOS), "<0xXX>" pieces byte, else normal.
+ *  tokenizer.json: added tokens control when `special`, else user-defined;
+ *  unk_token unknown; "<0xXX>" pieces byte with byte_fallback; ids missing
+ *  from the vocabulary (holes) unused; else normal. */
+int lq_tokenizer_token_type(const lq_tokenizer *t, int32_t id);
+
+/*! lq_tokenizer_merge_count() / lq_tokenizer_merge() : the merges of a
+ *  tokenizer.json BPE model in rank order, each as "left right" (one space;
+ *  NUL-terminated, owned by the tokenizer). Count 0 and NULL for the other
+ *  kinds and for i out of range. */
+int64_t     lq_tokenizer_merge_count(const lq_tokenizer *t);
+const char *lq_tokenizer_merge(const lq_tokenizer *t, int64_t i);
+
 #ifdef __cplusplus
 }
 #endif

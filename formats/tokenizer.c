@@ -554,6 +554,43 @@ const char *lq_tokenizer_piece(const lq_tokenizer *t, int32_t id) {
     return (t && id >= 0 && id < t->n_vocab) ? t->piece[id] : NULL;
 }
 
+/* per-kind accessors, defined beside each back end's private tables */
+float       lq__spm_score(const lq_tokenizer *t, int32_t id);
+int         lq__spm_token_type(const lq_tokenizer *t, int32_t id);
+float       lq__l2c_score(const lq_tokenizer *t, int32_t id);
+int         lq__l2c_token_type(const lq_tokenizer *t, int32_t id);
+int         lq__hf_token_type(const lq_tokenizer *t, int32_t id);
+int64_t     lq__hf_merge_count(const lq_tokenizer *t);
+const char *lq__hf_merge(const lq_tokenizer *t, int64_t i);
+
+float lq_tokenizer_score(const lq_tokenizer *t, int32_t id) {
+    if (!t || id < 0 || id >= t->n_vocab) return 0.0f;
+    switch (t->kind) {
+    case LQ_TOK_SENTENCEPIECE: return lq__spm_score(t, id);
+    case LQ_TOK_LLAMA2C: return lq__l2c_score(t, id);
+    case LQ_TOK_HF_BPE: return 0.0f;
+    }
+    return 0.0f;
+}
+
+int lq_tokenizer_token_type(const lq_tokenizer *t, int32_t id) {
+    if (!t || id < 0 || id >= t->n_vocab) return 0;
+    switch (t->kind) {
+    case LQ_TOK_SENTENCEPIECE: return lq__spm_token_type(t, id);
+    case LQ_TOK_LLAMA2C: return lq__l2c_token_type(t, id);
+    case LQ_TOK_HF_BPE: return lq__hf_token_type(t, id);
+    }
+    return 0;
+}
+
+int64_t lq_tokenizer_merge_count(const lq_tokenizer *t) {
+    return t && t->kind == LQ_TOK_HF_BPE ? lq__hf_merge_count(t) : 0;
+}
+
+const char *lq_tokenizer_merge(const lq_tokenizer *t, int64_t i) {
+    return t && t->kind == LQ_TOK_HF_BPE ? lq__hf_merge(t, i) : NULL;
+}
+
 lq_status lq_tokenizer_encode(const lq_tokenizer *t, const char *text, size_t len, bool add_bos, int32_t *ids,
                               size_t cap, size_t *n_ids) {
     LQ_RETURN_IF(!t || !n_ids || (!text && len) || (!ids && cap), LQ_ERR_INVALID_ARG, "NULL argument");

@@ -102,6 +102,8 @@ struct lq__hf {
     int32_t     byte_tok[256];  /* "<0xXX>" -> id, -1 */
     uint32_t    byte_char[256]; /* byte-level: byte -> code point */
     int16_t     char_byte[324]; /* byte-level: code point -> byte, -1 */
+    lq__buf     merge_text;     /* the merges as "a b\0", in rank order  */
+    lq__ivec    merge_off;      /* offset of merge i in merge_text       */
 };
 
 /* ==== loading ==== */
@@ -533,6 +535,13 @@ static lq_status load_merges(const loader *L, const lq_json *merges) {
         LQ_GOTO_IF(ic < 0, LQ_ERR_FORMAT, "%s: merge %u: '%.*s' is not in the vocabulary", L->name, i,
                    (int)LQ_MIN(la + lb, 64), scratch);
         lq__pairtab_set(&h->merges, (uint32_t)ia, (uint32_t)ib, rank++, ic); /* a later duplicate wins */
+        /* kept as text for lq_tokenizer_merge() */
+        LQ_GOTO_IF(h->merge_text.n + la + lb + 2 > (size_t)INT32_MAX, LQ_ERR_NOMEM, "%s: merges too large", L->name);
+        LQ_GOTO_TRY(lq__ivec_push(&h->merge_off, (int32_t)h->merge_text.n));
+        LQ_GOTO_TRY(lq__buf_put(&h->merge_text, a, la));
+        LQ_GOTO_TRY(lq__buf_put(&h->merge_text, " ", 1));
+        LQ_GOTO_TRY(lq__buf_put(&h->merge_text, b, lb));
+        LQ_GOTO_TRY(lq__buf_put(&h->merge_text, "", 1));
     }
 done:
     lq_free(scratch);
@@ -671,8 +680,36 @@ done:
     return st;
 }
 
+/* accessors for lq_tokenizer_token_type / lq_tokenizer_merge* (id in range) */
+int         lq__hf_token_type(const lq_tokenizer *t, int32_t id);
+int64_t     lq__hf_merge_count(const lq_tokenizer *t);
+const char *lq__hf_merge(const lq_tokenizer *t, int64_t i);
+
+int lq__hf_token_type(const lq_tokenizer *t, int32_t id) {
+    const lq__hf *h = t->hf;
+    if (!t->piece[id]) return 5;
+    if (h->added_of[id] >= 0) return h->added[h->added_of[id]].special ? 3 : 4;
+    if (id == h->unk_id) return 2;
+    if (h->byte_fallback && t->piece_len[id] == 6) {
+        unsigned b;
+        char     tail;
+        if (sscanf(t->piece[id], "<0x%2X%c", &b, &tail) == 2 && tail == '>' && b < 256 && h->byte_tok[b] == id)
+            return 6;
+    }
+    return 1;
+}
+
+int64_t lq__hf_merge_count(const lq_tokenizer *t) { return (int64_t)t->hf->merge_off.n; }
+
+const char *lq__hf_merge(const lq_tokenizer *t, int64_t i) {
+    const lq__hf *h = t->hf;
+    return i >= 0 && (uint64_t)i < h->merge_off.n ? h->merge_text.p + h->merge_off.v[i] : NULL;
+}
+
 void lq__hf_free(lq__hf *h) {
     if (!h) return;
+    lq__buf_free(&h->merge_text);
+    lq__ivec_free(&h->merge_off);
     lq__strtab_free(&h->vocab);
     lq__pairtab_free(&h->merges);
     for (int32_t i = 0; i < h->n_added; i++) {

@@ -102,6 +102,22 @@ done:
     return st;
 }
 
+/* accessors for lq_tokenizer_score / lq_tokenizer_token_type (id in range):
+ * run.c's conventions, 0 <unk>, 1 <s>, 2 </s>, "<0xXX>" byte pieces */
+float lq__l2c_score(const lq_tokenizer *t, int32_t id);
+int   lq__l2c_token_type(const lq_tokenizer *t, int32_t id);
+float lq__l2c_score(const lq_tokenizer *t, int32_t id) { return t->l2c->score[id]; }
+int   lq__l2c_token_type(const lq_tokenizer *t, int32_t id) {
+    static const char hex[] = "0123456789ABCDEF";
+    const char       *p     = t->piece[id];
+    if (id == 0) return 2;
+    if (id <= 2) return 3;
+    if (t->piece_len[id] == 6 && memcmp(p, "<0x", 3) == 0 && p[5] == '>' && memchr(hex, p[3], 16) &&
+        memchr(hex, p[4], 16))
+        return 6;
+    return 1;
+}
+
 void lq__l2c_free(lq__l2c *l) {
     if (!l) return;
     lq_free(l->score);

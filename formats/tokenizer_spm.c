@@ -420,6 +420,12 @@ done:
     return st;
 }
 
+/* accessors for lq_tokenizer_score / lq_tokenizer_token_type (id in range) */
+float lq__spm_score(const lq_tokenizer *t, int32_t id);
+int   lq__spm_token_type(const lq_tokenizer *t, int32_t id);
+float lq__spm_score(const lq_tokenizer *t, int32_t id) { return t->spm->score[id]; }
+int   lq__spm_token_type(const lq_tokenizer *t, int32_t id) { return t->spm->type[id]; }
+
 void lq__spm_free(lq__spm *s) {
     if (!s) return;
     lq_free(s->score);

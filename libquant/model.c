@@ -224,7 +224,7 @@ static lq_status map_weights(lq_model *m) {
     w->vocab                   = V;
     w->rms_eps                 = (float)c->rms_norm_eps;
     /* HF layout (llama2.c files are permuted to it on load); GGUF keeps llama.cpp's interleaved q/k rows */
-    w->rope_neox               = lq_checkpoint_kind(m->ck) != LQ_CKPT_GGUF;
+    w->rope_neox = lq_checkpoint_kind(m->ck) != LQ_CKPT_GGUF || strcmp(c->model_type, "qwen2") == 0; /* llama.cpp: NEOX for qwen2 */
     m->layers                  = lq_calloc((size_t)L, sizeof *m->layers);
     m->inv_freq                = lq_malloc((size_t)hd / 2 * sizeof(float));
     m->biases                  = lq_malloc((size_t)(L * (QD + 2 * KVD + D) + 1) * sizeof(float));

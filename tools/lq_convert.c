@@ -282,6 +282,11 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < n; i++) {
         const lq_tensor_info  *t  = lq_checkpoint_tensor(ck, i);
         const lq_dtype_traits *tr = lq_dtype_traits_of(t->dtype);
+        if (t->qtype != LQ_QT_NONE) {
+            cli_error("%s: tensor '%s' is %s-quantized; lq-convert copies and converts float tensors only", in_path,
+                      t->name, lq_qtype_name(t->qtype));
+            goto done;
+        }
         jobs[i].src = t;
         jobs[i].dst = t->dtype;
         if (target != LQ_DTYPE_COUNT && tr->is_float && tr->convertible && tr->bits >= 16) {

@@ -43,8 +43,61 @@ static void combine(tstats *a, const tstats *b) {
     a->n_zero += b->n_zero;
 }
 
+static void chunk_stats(tstats *s, const double *buf, int64_t m) {
+    double sum = 0;
+    for (int64_t i = 0; i < m; i++) {
+        const double x = buf[i];
+        if (isnan(x)) {
+            s->n_nan++;
+            continue;
+        }
+        if (isinf(x)) {
+            s->n_inf++;
+            continue;
+        }
+        if (x == 0) s->n_zero++;
+        if (!s->n_finite || x < s->min) s->min = x;
+        if (!s->n_finite || x > s->max) s->max = x;
+        s->n_finite++;
+        sum += x;
+    }
+    if (s->n_finite) {
+        s->mean   = sum / (double)s->n_finite;
+        double m2 = 0;
+        for (int64_t i = 0; i < m; i++)
+            if (isfinite(buf[i])) m2 += (buf[i] - s->mean) * (buf[i] - s->mean);
+        s->m2 = m2;
+    }
+}
+
+/* a GGML-typed tensor (GGUF): statistics of its dequantized values, row by row */
+static void quantized_stats(const lq_tensor_info *t, tstats *out) {
+    const int64_t  rows = t->n_dims == 2 ? t->shape[0] : 1, cols = t->shape[t->n_dims - 1];
+    const uint64_t rb   = lq_qtype_row_bytes(t->qtype, cols);
+    float         *f    = malloc((size_t)cols * sizeof *f);
+    double        *d    = malloc((size_t)cols * sizeof *d);
+    out->have           = f && d && rb && rb * (uint64_t)rows == t->nbytes;
+    for (int64_t r = 0; r < rows && out->have; r++) {
+        if (lq_dequantize_ref(t->qtype, (const uint8_t *)t->data + (uint64_t)r * rb, NULL, NULL, 1, cols, f) != LQ_OK) {
+            out->have = false;
+            break;
+        }
+        for (int64_t i = 0; i < cols; i++) d[i] = f[i];
+        tstats s;
+        memset(&s, 0, sizeof s);
+        chunk_stats(&s, d, cols);
+        combine(out, &s);
+    }
+    free(f);
+    free(d);
+}
+
 static void compute_stats(const lq_tensor_info *t, uint64_t numel, int n_threads, tstats *out) {
     memset(out, 0, sizeof *out);
+    if (t->qtype != LQ_QT_NONE) {
+        quantized_stats(t, out);
+        return;
+    }
     const lq_dtype_traits *tr = lq_dtype_traits_of(t->dtype);
     if (!tr->convertible) return;
     out->have                  = true;
@@ -70,30 +123,7 @@ static void compute_stats(const lq_tensor_info *t, uint64_t numel, int n_threads
             tstats        *s = &part[c];
             if (!buf || lq_convert_ref(LQ_DTYPE_F64, buf, t->dtype, (const uint8_t *)t->data + o * esz, m) != LQ_OK)
                 continue;
-            double sum = 0;
-            for (int64_t i = 0; i < m; i++) {
-                const double x = buf[i];
-                if (isnan(x)) {
-                    s->n_nan++;
-                    continue;
-                }
-                if (isinf(x)) {
-                    s->n_inf++;
-                    continue;
-                }
-                if (x == 0) s->n_zero++;
-                if (!s->n_finite || x < s->min) s->min = x;
-                if (!s->n_finite || x > s->max) s->max = x;
-                s->n_finite++;
-                sum += x;
-            }
-            if (s->n_finite) {
-                s->mean = sum / (double)s->n_finite;
-                double m2 = 0;
-                for (int64_t i = 0; i < m; i++)
-                    if (isfinite(buf[i])) m2 += (buf[i] - s->mean) * (buf[i] - s->mean);
-                s->m2 = m2;
-            }
+            chunk_stats(s, buf, m);
         }
         free(buf);
     }
@@ -215,7 +245,7 @@ int main(int argc, char **argv) {
             lq_json_key(w, "name");
             lq_json_str(w, t->name);
             lq_json_key(w, "dtype");
-            lq_json_str(w, lq_dtype_name(t->dtype));
+            lq_json_str(w, t->qtype != LQ_QT_NONE ? lq_qtype_name(t->qtype) : lq_dtype_name(t->dtype));
             lq_json_key(w, "shape");
             lq_json_arr_begin(w);
             for (int d = 0; d < t->n_dims; d++) lq_json_i64(w, t->shape[d]);
@@ -265,7 +295,8 @@ int main(int argc, char **argv) {
                 snprintf(zs, sizeof zs, "%.2f", 100.0 * zf);
             }
             cli_progress_end();
-            printf("%-52s %-8s %-16s %12llu %11s %11s %11s %11s %5s %5s %6s\n", t->name, lq_dtype_name(t->dtype), shp,
+            printf("%-52s %-8s %-16s %12llu %11s %11s %11s %11s %5s %5s %6s\n", t->name,
+                   t->qtype != LQ_QT_NONE ? lq_qtype_name(t->qtype) : lq_dtype_name(t->dtype), shp,
                    (unsigned long long)t->nbytes, mn, mx, me, sds, nn, ni, zs);
         }
     }

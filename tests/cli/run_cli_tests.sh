@@ -289,7 +289,11 @@ assert t["model.layers.0.mlp.down_proj.weight"] == "f16", t
 assert t["model.embed_tokens.weight"] == "f32" and t["model.norm.weight"] == "f32", t
 PY
 run "$INSPECT" "$T/q8.gguf"
-check "lq-inspect reads the GGUF output" test $rc -eq 0
+check "lq-inspect reads the GGUF output, names the block type, dequantized statistics" \
+    test $rc -eq 0 -a -n "$(grep -E '^blk\.0\.attn_q\.weight +q8_0 +\[64, 64\] +2176 +-?0\.[0-9]' "$T/out")"
+run "$CONVERT" "$T/q8.gguf" "$T/q8conv"
+check "lq-convert refuses a quantized GGUF with one line, nothing written" \
+    test $rc -eq 1 -a "$(wc -l <"$T/err")" -eq 1 -a ! -e "$T/q8conv"
 for q in "$T/gptq" "$T/ct8" "$T/q8.gguf"; do
     run "$EVAL" "$q" --base "$HF" --text "$TS" --max-chars 30000 --ctx 256 --max-kld 0.5 --json -
     check "lq-eval --base f32 runs the quantized $(basename "$q") natively (gates pass, KLD > 0)" python3 -c '
