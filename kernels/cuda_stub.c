@@ -7,6 +7,7 @@
  * or a model that cannot exist) is the one success: cleanup paths may free
  * unconditionally. Keep this file in step with the lq_cuda_* declarations
  * of lq_kernels.h. */
+#include "cuda/bench_cuda.h"
 #include "lq_internal.h"
 #include "lq_kernels.h"
 
@@ -116,3 +117,10 @@ lq_status lq_cuda_llama_forward(lq_cuda_llama *m, const int32_t *tokens, int64_t
 }
 
 void lq_cuda_llama_free(lq_cuda_llama *m) { (void)m; /* nothing can have been allocated */ }
+
+/* ---- benchmarks (kernels/cuda/bench_cuda.h) ---- */
+
+int lq__bench_cuda_qmatmul(FILE *out) {
+    fprintf(out, "cuda qmatmul: no CUDA (" NOT_BUILT ")\n");
+    return 1;
+}

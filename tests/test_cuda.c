@@ -6,6 +6,8 @@
  * log_softmax) against their `_ref` ops within the named budgets below, and
  * lq_cuda_llama_forward against a CPU forward built from the `_ref` ops, on
  * random models (F32/F16/BF16) and on stories260K (greedy tokens identical).
+ * Quantized weights (every INT, FP8 and GGML type): lq_cuda_matmul against
+ * lq_matmul_ref, lq_cuda_embed bit-exact, a quantized random model.
  *
  * run_tests registers this suite only when lq_cuda_device_count() > 0
  * (`make cuda-test`); it compiles in every build. */
@@ -333,7 +335,7 @@ static void test_cuda_matmul(void) {
     matmul_case(LQ_DTYPE_F32, 2, 33, 64, false, 1, 79);
     /* refusals and the empty case */
     float          *d = NULL;
-    const lq_weight w64 = {LQ_DTYPE_F64, NULL, 4, 4};
+    const lq_weight w64 = {LQ_DTYPE_F64, NULL, 4, 4, LQ_QT_NONE, NULL, NULL};
     CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc((void **)&d, 256), LQ_OK);
     const lq_weight wf = {LQ_DTYPE_F32, d, 4, 4, LQ_QT_NONE, NULL, NULL};
     lq_test_quiet(1);
@@ -900,7 +902,7 @@ static void test_cuda_llama_decode_bandwidth(void) {
     w.dim = D, w.hidden = F, w.n_layers = L, w.n_heads = H, w.n_kv_heads = KVH, w.head_dim = HD, w.vocab = V;
     w.rms_eps = 1e-5f, w.rope_neox = true, w.inv_freq = inv, w.layers = layers;
     const lq_weight norm = {LQ_DTYPE_F16, pat, 1, D, LQ_QT_NONE, NULL, NULL};
-    w.embed = (lq_weight){LQ_DTYPE_F16, pat, V, D};
+    w.embed = (lq_weight){LQ_DTYPE_F16, pat, V, D, LQ_QT_NONE, NULL, NULL};
     w.lm_head = w.embed;
     w.lm_head.data = pat + 1; /* not tied: its own copy on the device, read every step */
     w.norm = norm;
@@ -908,10 +910,11 @@ static void test_cuda_llama_decode_bandwidth(void) {
     for (int l = 0; l < L; l++) {
         lq_llama_layer *y = &layers[l];
         y->attn_norm = y->ffn_norm = norm;
-        y->wq = (lq_weight){LQ_DTYPE_F16, pat, H * HD, D}, y->wk = (lq_weight){LQ_DTYPE_F16, pat, KVH * HD, D};
-        y->wv = y->wk, y->wo = (lq_weight){LQ_DTYPE_F16, pat, D, H * HD};
-        y->w_gate = (lq_weight){LQ_DTYPE_F16, pat, F, D}, y->w_up = y->w_gate;
-        y->w_down = (lq_weight){LQ_DTYPE_F16, pat, D, F};
+        y->wq = (lq_weight){LQ_DTYPE_F16, pat, H * HD, D, LQ_QT_NONE, NULL, NULL};
+        y->wk = (lq_weight){LQ_DTYPE_F16, pat, KVH * HD, D, LQ_QT_NONE, NULL, NULL};
+        y->wv = y->wk, y->wo = (lq_weight){LQ_DTYPE_F16, pat, D, H * HD, LQ_QT_NONE, NULL, NULL};
+        y->w_gate = (lq_weight){LQ_DTYPE_F16, pat, F, D, LQ_QT_NONE, NULL, NULL}, y->w_up = y->w_gate;
+        y->w_down = (lq_weight){LQ_DTYPE_F16, pat, D, F, LQ_QT_NONE, NULL, NULL};
         per_token += 2 * ((uint64_t)2 * H * HD * D + (uint64_t)2 * KVH * HD * D + (uint64_t)3 * F * D);
     }
     lq_cuda_llama *g = NULL;
@@ -942,6 +945,287 @@ static void test_cuda_llama_decode_bandwidth(void) {
     free(logits), free(pat);
 }
 
+/* ---- quantized weights (INT, FP8, GGML) ----
+ * Budget: the tensor-core GEMV (int4/int8) and the n > 16 path round x and
+ * the dequantized weights to f16 (2^-11 relative each, the weight through
+ * its f16 scale too), so |cuda - ref| <= TOL_QMATMUL · Σ|x·w|; the
+ * CUDA-core GEMV forms the reference's f32 weights and is far inside it.
+ * The embedding is bit-exact. */
+#define TOL_QMATMUL    2e-3
+#define TOL_MODEL_QUANT 2e-2
+
+typedef struct {
+    lq_weight w; /* host pointers, malloc'ed */
+    size_t    data_bytes;
+    int64_t   n_scales, n_zeros;
+} qhost;
+
+/* random packed codes; scales (INT/FP8) and GGML block scales sized so that
+ * the weights have a standard deviation of about `std` */
+static qhost qhost_make(lq_qtype t, int64_t rows, int64_t cols, double std, uint64_t seed) {
+    const lq_qtype_traits *tr = lq_qtype_traits_of(t);
+    uint64_t               s  = seed;
+    qhost                  q;
+    memset(&q, 0, sizeof q);
+    q.data_bytes      = (size_t)lq_qtype_row_bytes(t, cols) * (size_t)rows;
+    q.n_scales        = lq_qtype_n_scales(t, rows, cols);
+    q.n_zeros         = lq_qtype_has_zeros(t) ? q.n_scales : 0;
+    uint8_t *const d  = malloc(q.data_bytes + 1);
+    float *const   sc = malloc(sizeof(float) * (size_t)(q.n_scales + 1));
+    uint8_t *const z  = malloc((size_t)q.n_zeros + 1);
+    CU_ASSERT_FATAL(d && sc && z);
+    for (size_t i = 0; i < q.data_bytes; i++) d[i] = (uint8_t)lq_test_rand(&s);
+    if (tr->kind == LQ_QK_FP8)
+        for (size_t i = 0; i < q.data_bytes; i++)
+            if ((d[i] & 0x7F) == 0x7F) d[i] ^= 1;
+    /* the spread of the codes around the zero point */
+    const double code_std = tr->kind == LQ_QK_INT ? (double)(1 << tr->bits) / sqrt(12.0)
+                            : tr->kind == LQ_QK_FP8 ? 100.0
+                            : t == LQ_QT_Q8_0       ? 73.0
+                            : t == LQ_QT_Q4_0       ? 4.6
+                            : t == LQ_QT_Q5_0       ? 9.2
+                            : t == LQ_QT_Q4_K       ? 32.0 * 8.0
+                                                    : 73.0 * 18.0;
+    const float unit = (float)(std / code_std);
+    for (int64_t i = 0; i < q.n_scales; i++) sc[i] = unit * (0.75f + 0.5f * fabsf(lq_test_randf(&s)));
+    for (int64_t i = 0; i < q.n_zeros; i++) z[i] = (uint8_t)(lq_test_rand(&s) % (1u << tr->bits));
+    if (tr->kind == LQ_QK_GGML)
+        for (size_t b = 0; b < q.data_bytes; b += (size_t)tr->block_bytes) {
+            const uint16_t h = lq_f32_to_f16(unit * (0.75f + 0.5f * fabsf(lq_test_randf(&s))));
+            memcpy(d + b + (t == LQ_QT_Q6_K ? 208 : 0), &h, 2);
+            if (t == LQ_QT_Q4_K) memcpy(d + b + 2, &h, 2);
+        }
+    const lq_weight w = {LQ_DTYPE_F32, d, rows, cols, t, sc, q.n_zeros ? z : NULL};
+    if (!q.n_zeros) free(z);
+    q.w = w;
+    return q;
+}
+
+static void qhost_free(qhost *q) {
+    free_const(q->w.data), free_const(q->w.scales), free_const(q->w.zeros);
+    memset(q, 0, sizeof *q);
+}
+
+/* the same weight on the device (free with qdev_free) */
+static lq_weight qdev(const qhost *q) {
+    lq_weight d = q->w;
+    d.data      = dev_put(q->w.data, q->data_bytes);
+    d.scales    = q->n_scales ? dev_put(q->w.scales, sizeof(float) * (size_t)q->n_scales) : NULL;
+    d.zeros     = q->n_zeros ? dev_put(q->w.zeros, (size_t)q->n_zeros) : NULL;
+    return d;
+}
+
+static void qdev_free(const lq_weight *d) {
+    dev_free(d->data);
+    if (d->scales) dev_free(d->scales);
+    if (d->zeros) dev_free(d->zeros);
+}
+
+static void qmatmul_case(lq_qtype t, int64_t n, int64_t rows, int64_t cols, bool with_bias, uint64_t seed) {
+    uint64_t        s  = seed;
+    qhost           q  = qhost_make(t, rows, cols, 1.0 / sqrt((double)cols), seed * 3 + 1);
+    const lq_weight dw = qdev(&q);
+    float *const    x = malloc(sizeof(float) * (size_t)(n * cols)), *const b = malloc(sizeof(float) * (size_t)rows);
+    float *const    want = malloc(sizeof(float) * (size_t)(n * rows)), *const got = malloc(sizeof(float) * (size_t)(n * rows));
+    float *const    row = malloc(sizeof(float) * (size_t)cols);
+    double *const   bound = malloc(sizeof(double) * (size_t)(n * rows));
+    CU_ASSERT_FATAL(x && b && want && got && row && bound);
+    fill(x, n * cols, 1.f, &s);
+    fill(b, rows, 1.f, &s);
+    CU_ASSERT_EQUAL_FATAL(lq_matmul_ref(want, x, n, &q.w, with_bias ? b : NULL), LQ_OK);
+    for (int64_t r = 0; r < rows; r++) {
+        CU_ASSERT_EQUAL_FATAL(lq_weight_row_f32(&q.w, r, row), LQ_OK);
+        for (int64_t t2 = 0; t2 < n; t2++) {
+            double sum = with_bias ? fabs((double)b[r]) : 0;
+            for (int64_t c = 0; c < cols; c++) sum += fabs((double)x[t2 * cols + c] * (double)row[c]);
+            bound[t2 * rows + r] = TOL_QMATMUL * sum + 1e-30;
+        }
+    }
+    float *const d_x = dev_put(x, sizeof(float) * (size_t)(n * cols)), *const d_b = dev_put(b, sizeof(float) * (size_t)rows);
+    float       *d_y = NULL;
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc((void **)&d_y, sizeof(float) * (size_t)(n * rows)), LQ_OK);
+    CU_ASSERT_EQUAL(lq_cuda_matmul(d_y, d_x, n, &dw, with_bias ? d_b : NULL), LQ_OK);
+    dev_get(got, d_y, sizeof(float) * (size_t)(n * rows));
+    char what[128];
+    snprintf(what, sizeof what, "qmatmul %s n=%lld (%lld, %lld)%s (seed %llu)", lq_qtype_name(t), (long long)n,
+             (long long)rows, (long long)cols, with_bias ? " +bias" : "", (unsigned long long)seed);
+    CU_ASSERT_EQUAL(outside(what, got, want, bound, 0, n * rows), 0);
+    qdev_free(&dw), dev_free(d_x), dev_free(d_b), dev_free(d_y);
+    qhost_free(&q);
+    free(x), free(b), free(want), free(got), free(row), free(bound);
+}
+
+/* every quantized type: the tensor-core GEMV (int4/int8, cols % 128 == 0),
+ * the CUDA-core GEMV (everything at n <= 16) and the f16 tiles (n > 16) */
+static void test_cuda_qmatmul(void) {
+    static const int64_t ns[] = {1, 3, 8, 9, 16, 17, 40};
+    for (int ti = 1; ti < LQ_QT_COUNT; ti++) {
+        const lq_qtype         t  = (lq_qtype)ti;
+        const lq_qtype_traits *tr = lq_qtype_traits_of(t);
+        if (tr->kind == LQ_QK_KEEP) continue;
+        const int64_t cols = tr->kind == LQ_QK_GGML ? (tr->block == 256 ? 512 : 160) : 384;
+        for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+            qmatmul_case(t, ns[i], 37, cols, i % 2 == 0, 3000 + 10 * (uint64_t)ti + i);
+        if (tr->group <= 0) qmatmul_case(t, 2, 19, 301, true, 3500 + (uint64_t)ti); /* odd width: partial units */
+    }
+    /* Llama widths */
+    qmatmul_case(LQ_QT_INT4_G128, 1, 4096, 4096, false, 3901);
+    qmatmul_case(LQ_QT_INT4_G128, 16, 300, 14336, true, 3902);
+    qmatmul_case(LQ_QT_INT8_CH, 5, 1000, 4096, false, 3903);
+    qmatmul_case(LQ_QT_Q4_K, 1, 1000, 4096, false, 3904);
+    qmatmul_case(LQ_QT_Q4_K, 64, 1000, 4096, true, 3905);
+    /* refusals */
+    qhost     q  = qhost_make(LQ_QT_INT4_G32_ASYM, 4, 64, 0.1, 3999);
+    lq_weight dw = qdev(&q);
+    float    *d  = NULL;
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc((void **)&d, 4096), LQ_OK);
+    lq_test_quiet(1);
+    lq_weight bad = dw;
+    bad.scales    = NULL;
+    CU_ASSERT_EQUAL(lq_cuda_matmul(d, d, 1, &bad, NULL), LQ_ERR_INVALID_ARG);
+    bad       = dw;
+    bad.zeros = NULL;
+    CU_ASSERT_EQUAL(lq_cuda_matmul(d, d, 1, &bad, NULL), LQ_ERR_INVALID_ARG);
+    bad      = dw;
+    bad.cols = 48;
+    CU_ASSERT_EQUAL(lq_cuda_matmul(d, d, 1, &bad, NULL), LQ_ERR_SHAPE);
+    bad       = dw;
+    bad.qtype = LQ_QT_COUNT;
+    CU_ASSERT_EQUAL(lq_cuda_matmul(d, d, 1, &bad, NULL), LQ_ERR_UNSUPPORTED);
+    lq_test_quiet(0);
+    dev_free(d);
+    qdev_free(&dw);
+    qhost_free(&q);
+}
+
+/* KEEP types behave like plain weights of their dtype, whatever w.dtype says */
+static void test_cuda_qmatmul_keep(void) {
+    uint64_t        s  = 3950;
+    const lq_weight hw = host_weight(LQ_DTYPE_F16, 33, 64, 0.5f, 0.f, &s);
+    void           *base = NULL;
+    lq_weight       dw   = dev_weight(&hw, 0, &base), dk = dw;
+    dk.dtype             = LQ_DTYPE_U8;
+    dk.qtype             = LQ_QT_F16;
+    float x[3 * 64], a[3 * 33], b[3 * 33];
+    fill(x, 3 * 64, 1.f, &s);
+    float *const d_x = dev_put(x, sizeof x);
+    float       *d_y = NULL;
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc((void **)&d_y, sizeof a), LQ_OK);
+    for (int64_t n = 1; n <= 3; n += 2) {
+        CU_ASSERT_EQUAL(lq_cuda_matmul(d_y, d_x, n, &dw, NULL), LQ_OK);
+        dev_get(a, d_y, sizeof(float) * (size_t)(n * 33));
+        CU_ASSERT_EQUAL(lq_cuda_matmul(d_y, d_x, n, &dk, NULL), LQ_OK);
+        dev_get(b, d_y, sizeof(float) * (size_t)(n * 33));
+        CU_ASSERT_EQUAL(memcmp(a, b, sizeof(float) * (size_t)(n * 33)), 0);
+    }
+    dev_free(base), dev_free(d_x), dev_free(d_y);
+    free_const(hw.data);
+}
+
+static void test_cuda_qembed(void) {
+    for (int ti = 1; ti < LQ_QT_COUNT; ti++) {
+        const lq_qtype         t  = (lq_qtype)ti;
+        const lq_qtype_traits *tr = lq_qtype_traits_of(t);
+        if (tr->kind == LQ_QK_KEEP) continue;
+        const int64_t   V = 57, C = tr->kind == LQ_QK_GGML ? (tr->block == 256 ? 256 : 96)
+                                      : tr->group > 0        ? 128 /* INT groups of 32..128 */
+                                                             : (ti % 2 ? 301 : 128);
+        const int64_t   n = 9;
+        uint64_t        s = 4000 + (uint64_t)ti;
+        qhost           q = qhost_make(t, V, C, 1.0, s);
+        const lq_weight dw = qdev(&q);
+        int32_t         ids[9];
+        for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)(lq_test_rand(&s) % V);
+        ids[0] = 0, ids[1] = (int32_t)(V - 1);
+        float *const want = malloc(sizeof(float) * (size_t)(n * C)), *const got = malloc(sizeof(float) * (size_t)(n * C));
+        CU_ASSERT_FATAL(want && got);
+        CU_ASSERT_EQUAL(lq_embed_ref(want, &q.w, ids, n), LQ_OK);
+        int32_t *const d_ids = dev_put(ids, sizeof ids);
+        float         *d_out = NULL;
+        CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc((void **)&d_out, sizeof(float) * (size_t)(n * C)), LQ_OK);
+        CU_ASSERT_EQUAL(lq_cuda_embed(d_out, &dw, d_ids, n), LQ_OK);
+        dev_get(got, d_out, sizeof(float) * (size_t)(n * C));
+        if (memcmp(got, want, sizeof(float) * (size_t)(n * C)) != 0) {
+            printf("\n  qembed %s: not bit-identical to lq_embed_ref", tr->name);
+            CU_FAIL("qembed");
+        }
+        ids[4] = (int32_t)V;
+        CU_ASSERT_EQUAL(lq_cuda_memcpy_h2d(d_ids, ids, sizeof ids), LQ_OK);
+        lq_test_quiet(1);
+        CU_ASSERT_EQUAL(lq_cuda_embed(d_out, &dw, d_ids, n), LQ_ERR_INVALID_ARG);
+        lq_test_quiet(0);
+        qdev_free(&dw), dev_free(d_ids), dev_free(d_out);
+        qhost_free(&q);
+        free(want), free(got);
+    }
+}
+
+/* a random model whose matrices are quantized (a different type per matrix),
+ * through lq_cuda_llama_forward against the `_ref` forward */
+static void test_cuda_llama_quantized(void) {
+    static const lq_qtype mix[2][7] = {
+        /* wq, wk, wv, wo, gate, up, down (down has 172 columns: per-channel or FP8 only) */
+        {LQ_QT_INT4_G32, LQ_QT_INT8_CH, LQ_QT_Q8_0, LQ_QT_Q4_0, LQ_QT_INT4_CH_ASYM, LQ_QT_Q5_0, LQ_QT_FP8_E4M3_CH},
+        {LQ_QT_INT8_G64_ASYM, LQ_QT_INT3_G32, LQ_QT_INT2_G64_ASYM, LQ_QT_FP8_E4M3_TENSOR, LQ_QT_INT4_G64,
+         LQ_QT_INT8_G32, LQ_QT_INT4_CH},
+    };
+    enum { S = 32, B = 17, N_TOK = 22 };
+    for (int variant = 0; variant < 2; variant++) {
+        rand_llama m;
+        rand_llama_init(&m, LQ_DTYPE_F32, false, variant == 1, true, 8200 + (uint64_t)variant);
+        qhost qs[RL_LAYERS * 7 + 2];
+        int   nq = 0;
+        for (int l = 0; l < RL_LAYERS; l++) {
+            lq_llama_layer *y     = &m.layers[l];
+            lq_weight *const all[7] = {&y->wq, &y->wk, &y->wv, &y->wo, &y->w_gate, &y->w_up, &y->w_down};
+            for (int i = 0; i < 7; i++) {
+                const lq_qtype t = mix[(variant + l) % 2][i];
+                qs[nq]           = qhost_make(t, all[i]->rows, all[i]->cols, 1.0 / sqrt((double)all[i]->cols),
+                                              9000 + (uint64_t)(100 * variant + 10 * l + i));
+                free_const(all[i]->data);
+                *all[i] = qs[nq++].w;
+            }
+        }
+        free_const(m.w.embed.data), free_const(m.w.lm_head.data);
+        qs[nq]      = qhost_make(LQ_QT_INT4_G64, RL_VOCAB, RL_DIM, 1.0, 9900 + (uint64_t)variant);
+        m.w.embed   = qs[nq++].w;
+        qs[nq]      = qhost_make(LQ_QT_Q8_0, RL_VOCAB, RL_DIM, 1.0 / sqrt((double)RL_DIM), 9950 + (uint64_t)variant);
+        m.w.lm_head = qs[nq++].w;
+        lq_cuda_llama *g = NULL;
+        CU_ASSERT_EQUAL_FATAL(lq_cuda_llama_init(&m.w, S, B, &g), LQ_OK);
+        ref_llama r;
+        ref_llama_init(&r, &m.w, S, false);
+        uint64_t s = 8300 + (uint64_t)variant;
+        int32_t  tok[N_TOK];
+        for (int i = 0; i < N_TOK; i++) tok[i] = (int32_t)(lq_test_rand(&s) % RL_VOCAB);
+        float *const want = malloc(sizeof(float) * B * RL_VOCAB), *const got = malloc(sizeof(float) * B * RL_VOCAB);
+        CU_ASSERT_FATAL(want && got);
+        ref_forward(&r, tok, B, 0, want, false);
+        CU_ASSERT_EQUAL(lq_cuda_llama_forward(g, tok, B, 0, got, false), LQ_OK);
+        double worst = rel_err(got, want, B * RL_VOCAB);
+        for (int i = 0; i < N_TOK - B; i++) {
+            ref_forward(&r, tok + B + i, 1, B + i, want, true);
+            CU_ASSERT_EQUAL(lq_cuda_llama_forward(g, tok + B + i, 1, B + i, got, true), LQ_OK);
+            const double e = rel_err(got, want, RL_VOCAB);
+            worst          = e > worst ? e : worst;
+        }
+        printf("\n  llama quantized (variant %d): worst rel err %.3g (budget %.0e)", variant, worst, TOL_MODEL_QUANT);
+        CU_ASSERT(worst < TOL_MODEL_QUANT);
+        lq_cuda_llama_free(g);
+        ref_llama_free(&r);
+        free(want), free(got);
+        /* the quantized matrices are ours: free them, then what rand_llama still owns */
+        for (int l = 0; l < RL_LAYERS; l++) {
+            lq_llama_layer *y = &m.layers[l];
+            y->wq.data = y->wk.data = y->wv.data = y->wo.data = NULL;
+            y->w_gate.data = y->w_up.data = y->w_down.data = NULL;
+        }
+        m.w.embed.data = m.w.lm_head.data = NULL;
+        for (int i = 0; i < nq; i++) qhost_free(&qs[i]);
+        rand_llama_free(&m);
+    }
+}
+
 CU_pSuite lq_test_cuda_suite(void) {
     CU_pSuite s = lq_test_add_suite("cuda");
     LQ_ADD_TEST(s, test_cuda_device);
@@ -961,5 +1245,9 @@ CU_pSuite lq_test_cuda_suite(void) {
     LQ_ADD_TEST(s, test_cuda_llama_refusals);
     LQ_ADD_TEST(s, test_cuda_llama_stories260k);
     LQ_ADD_TEST(s, test_cuda_llama_decode_bandwidth);
+    LQ_ADD_TEST(s, test_cuda_qmatmul);
+    LQ_ADD_TEST(s, test_cuda_qmatmul_keep);
+    LQ_ADD_TEST(s, test_cuda_qembed);
+    LQ_ADD_TEST(s, test_cuda_llama_quantized);
     return s;
 }

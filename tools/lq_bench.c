@@ -19,6 +19,7 @@
 #endif
 
 #include "cpu/bench_internal.h" /* ceilings and kernel sweeps of kernels/cpu (lq-bench only) */
+#include "cuda/bench_cuda.h"    /* the CUDA sweeps (a stub without CUDA)                   */
 #include "cli_util.h"
 
 static double now_s(void) {
@@ -289,7 +290,7 @@ static void usage(FILE *f) {
             "usage: %s [options] [BENCH...]\n"
             "Benchmarks; each figure is printed with the ceiling it is compared with,\n"
             "measured in the same run. BENCH: kernels, qkernels (quantized matmuls),\n"
-            "quant (quantization throughput), model, convert (default: all).\n"
+            "quant (quantization throughput), cuda, model, convert (default: all).\n"
             "\n"
             "options:\n"
             "  --dir DIR        [build/bench] where generated inputs and outputs go\n"
@@ -307,7 +308,7 @@ int main(int argc, char **argv) {
     double      size_gb = 2.0;
     int64_t     reps = 3, threads = 0;
     bool        keep = false, want_convert = false, want_kernels = false, want_model = false, any = false;
-    bool        want_quant = false, want_qkernels = false;
+    bool        want_quant = false, want_qkernels = false, want_cuda = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -334,6 +335,8 @@ int main(int argc, char **argv) {
             want_quant = any = true;
         } else if (!strcmp(a, "qkernels")) {
             want_qkernels = any = true;
+        } else if (!strcmp(a, "cuda")) {
+            want_cuda = any = true;
         } else {
             cli_usage_error("unknown option or benchmark '%s'", a);
         }
@@ -354,6 +357,14 @@ int main(int argc, char **argv) {
         printf("== quant (lq_quantize_cpu from F16, Llama-8B-like matrices) ==\n");
         fflush(stdout);
         rc |= lq__bench_quantize(n_threads(), stdout);
+    }
+    if (!any || want_cuda) {
+        printf("== cuda (fused int4_g128 GEMV of lq_cuda_matmul, Llama-8B layer shapes, batch 1..16) ==\n");
+        fflush(stdout);
+        if (lq_cuda_device_count() > 0)
+            rc |= lq__bench_cuda_qmatmul(stdout);
+        else
+            printf("skipped: %s\n", lq_cuda_device_name());
     }
     if (!any || want_model) rc |= bench_model(dir, (int)reps);
     if (!any || want_convert) rc |= bench_convert(dir, size_gb, (int)reps);

@@ -24,6 +24,7 @@
 #include "lq_internal.h"
 #include "lq_kernels.h"
 #include "simd_internal.h"
+#include "qmatmul_internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -50,7 +51,10 @@ static void row_to_f32(float *y, lq_dtype dt, const void *data, int64_t i0, int6
 
 /* ==== embed ==== */
 
+/* quantized (and KEEP-typed) tables: qmatmul_cpu.c */
+
 lq_status lq_embed_cpu(float *out, const lq_weight *table, const int32_t *ids, int64_t n, int n_threads) {
+    if (table->qtype != LQ_QT_NONE) return lq__qembed_cpu(out, table, ids, n, n_threads);
     LQ_RETURN_IF(!dtype_ok(table->dtype), LQ_ERR_UNSUPPORTED, "embed: dtype %s is not F32/F16/BF16",
                  lq_dtype_name(table->dtype));
     for (int64_t t = 0; t < n; t++)

@@ -9,6 +9,7 @@
 #include "lq_formats.h"
 #include "lq_internal.h"
 #include "lq_kernels.h"
+#include "qmatmul_internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -27,7 +28,10 @@ static inline float weight_at(const lq_weight *w, int64_t i) {
 
 static bool weight_dtype_ok(lq_dtype t) { return t == LQ_DTYPE_F32 || t == LQ_DTYPE_F16 || t == LQ_DTYPE_BF16; }
 
+/* quantized (and KEEP-typed) weights: qmatmul_ref.c */
+
 lq_status lq_matmul_ref(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias) {
+    if (w->qtype != LQ_QT_NONE) return lq__qmatmul_ref(y, x, n, w, bias);
     LQ_RETURN_IF(!weight_dtype_ok(w->dtype), LQ_ERR_UNSUPPORTED, "matmul: weight dtype %s is not F32/F16/BF16",
                  lq_dtype_name(w->dtype));
     for (int64_t t = 0; t < n; t++)
@@ -40,6 +44,7 @@ lq_status lq_matmul_ref(float *y, const float *x, int64_t n, const lq_weight *w,
 }
 
 lq_status lq_embed_ref(float *out, const lq_weight *table, const int32_t *ids, int64_t n) {
+    if (table->qtype != LQ_QT_NONE) return lq__qembed_ref(out, table, ids, n);
     LQ_RETURN_IF(!weight_dtype_ok(table->dtype), LQ_ERR_UNSUPPORTED, "embed: dtype %s is not F32/F16/BF16",
                  lq_dtype_name(table->dtype));
     for (int64_t t = 0; t < n; t++) {

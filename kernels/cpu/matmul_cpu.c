@@ -20,6 +20,7 @@
 #include "lq_internal.h"
 #include "lq_kernels.h"
 #include "simd_internal.h"
+#include "qmatmul_internal.h"
 
 #include <string.h>
 
@@ -353,7 +354,10 @@ static lq_status gemm(float *y, const float *x, int64_t n, const lq_weight *w, c
 
 /* ==== entry point ==== */
 
+/* quantized (and KEEP-typed) weights: qmatmul_cpu.c */
+
 lq_status lq_matmul_cpu(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias, int n_threads) {
+    if (w->qtype != LQ_QT_NONE) return lq__qmatmul_cpu(y, x, n, w, bias, n_threads);
     LQ_RETURN_IF(!dtype_ok(w->dtype), LQ_ERR_UNSUPPORTED, "matmul: weight dtype %s is not F32/F16/BF16",
                  lq_dtype_name(w->dtype));
     LQ_RETURN_IF(n < 0 || w->rows < 0 || w->cols < 0, LQ_ERR_INVALID_ARG, "matmul: negative shape");

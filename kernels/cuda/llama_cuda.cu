@@ -2,6 +2,7 @@
  * forward pass (llama, mistral, qwen2) on the device.
  *
  * The weights go up once, in their stored dtype (an F16 model stays F16;
+ * quantized matrices stay packed, with their scales and zero points;
  * biases and inv_freq are f32), into one device allocation; the KV cache
  * (f32, (n_layers, max_seq, kv_dim) for keys and for values), the
  * activations and the matmul scratch share a second one. A forward call is
@@ -67,13 +68,39 @@ static void *arena_take(arena *a, int64_t count, size_t esize) {
 
 static size_t wt_esize(lq_dtype t) { return t == LQ_DTYPE_F32 ? 4 : 2; }
 
+/* a quantized weight: rows x lq_qtype_row_bytes of packed rows, then its
+ * lq_qtype_n_scales f32 scales and (asym) rows x n_groups zero points */
+static lq_status place_quantized(arena *a, const lq_weight *src, lq_weight *dst) {
+    const uint64_t rb = lq_qtype_row_bytes(src->qtype, src->cols);
+    const int64_t  ns = lq_qtype_n_scales(src->qtype, src->rows, src->cols);
+    const int64_t  nz = lq_qtype_has_zeros(src->qtype) ? src->rows * lq_qtype_n_groups(src->qtype, src->cols) : 0;
+    uint64_t       bytes = 0;
+    if (!lq__mul_u64(rb, (uint64_t)src->rows, &bytes) || bytes > (uint64_t)INT64_MAX) {
+        a->overflow = true;
+        return LQ_OK;
+    }
+    dst->data   = arena_take(a, (int64_t)bytes, 1);
+    dst->scales = ns > 0 ? static_cast<const float *>(arena_take(a, ns, sizeof(float))) : NULL;
+    dst->zeros  = nz > 0 ? static_cast<const uint8_t *>(arena_take(a, nz, 1)) : NULL;
+    if (dst->data)
+        LQ_CUDA_TRY(cudaMemcpy(const_cast<void *>(dst->data), src->data, (size_t)bytes, cudaMemcpyHostToDevice));
+    if (dst->scales)
+        LQ_CUDA_TRY(cudaMemcpy(const_cast<float *>(dst->scales), src->scales, (size_t)ns * sizeof(float),
+                               cudaMemcpyHostToDevice));
+    if (dst->zeros)
+        LQ_CUDA_TRY(cudaMemcpy(const_cast<uint8_t *>(dst->zeros), src->zeros, (size_t)nz, cudaMemcpyHostToDevice));
+    return LQ_OK;
+}
+
 /* dst = src with its data placed (and, when placing, uploaded) */
 static lq_status place_weight(arena *a, const lq_weight *src, lq_weight *dst) {
-    const int64_t count = src->rows * src->cols; /* no overflow: checked by check_model */
-    *dst                = *src;
-    dst->data           = arena_take(a, count, wt_esize(src->dtype));
+    *dst = *src;
+    if (lq__cuda_is_quantized(src)) return place_quantized(a, src, dst);
+    const lq_dtype dt    = lq__cuda_plain_view(src).dtype; /* KEEP types are plain */
+    const int64_t  count = src->rows * src->cols;          /* no overflow: checked by check_model */
+    dst->data            = arena_take(a, count, wt_esize(dt));
     if (dst->data)
-        LQ_CUDA_TRY(cudaMemcpy(const_cast<void *>(dst->data), src->data, (size_t)count * wt_esize(src->dtype),
+        LQ_CUDA_TRY(cudaMemcpy(const_cast<void *>(dst->data), src->data, (size_t)count * wt_esize(dt),
                                cudaMemcpyHostToDevice));
     return LQ_OK;
 }
@@ -89,7 +116,13 @@ static lq_status place_f32(arena *a, const float *src, int64_t n, const float **
 }
 
 static bool same_weight(const lq_weight *a, const lq_weight *b) {
-    return a->data == b->data && a->dtype == b->dtype && a->rows == b->rows && a->cols == b->cols;
+    return a->data == b->data && a->qtype == b->qtype && (a->qtype != LQ_QT_NONE || a->dtype == b->dtype) &&
+           a->scales == b->scales && a->zeros == b->zeros && a->rows == b->rows && a->cols == b->cols;
+}
+
+/* the matmuls of b and a prepare x the same way (the scratch can be reused) */
+static bool same_prep(const lq_weight *a, const lq_weight *b) {
+    return a->qtype == b->qtype && (a->qtype != LQ_QT_NONE || a->dtype == b->dtype);
 }
 
 static lq_status layout_weights(lq_cuda_llama *m, const lq_llama_weights *w, arena *a) {
@@ -159,9 +192,15 @@ static void layout_acts(lq_cuda_llama *m, arena *a) {
 
 /* rows == 0: a vector of `cols` values (any rows x cols with that product) */
 static lq_status check_weight(const lq_weight *t, int64_t rows, int64_t cols, const char *what, int64_t layer) {
-    LQ_RETURN_IF(lq__cuda_wt_code(t->dtype) < 0, LQ_ERR_UNSUPPORTED,
-                 "cuda llama: %s (layer %lld) is %s; F32, F16 or BF16 expected", what, (long long)layer,
-                 lq_dtype_name(t->dtype));
+    if (t->qtype != LQ_QT_NONE) { /* quantized or KEEP: matrices only */
+        LQ_RETURN_IF(rows == 0, LQ_ERR_UNSUPPORTED, "cuda llama: %s (layer %lld) is %s; norms must be plain", what,
+                     (long long)layer, lq_qtype_name(t->qtype));
+        LQ_TRY(lq__cuda_qweight_ok(t, what));
+    } else {
+        LQ_RETURN_IF(lq__cuda_wt_code(t->dtype) < 0, LQ_ERR_UNSUPPORTED,
+                     "cuda llama: %s (layer %lld) is %s; F32, F16 or BF16 expected", what, (long long)layer,
+                     lq_dtype_name(t->dtype));
+    }
     LQ_RETURN_IF(t->data == NULL, LQ_ERR_INVALID_ARG, "cuda llama: %s (layer %lld) has no data", what,
                  (long long)layer);
     const bool ok = rows == 0 ? (t->rows >= 1 && t->cols >= 1 && t->rows <= cols && t->cols <= cols &&
@@ -314,14 +353,14 @@ extern "C" lq_status lq_cuda_llama_forward(lq_cuda_llama *m, const int32_t *toke
         float *const          kn = kc + pos0 * KVD, *const vn = vc + pos0 * KVD; /* this chunk's cache rows */
         LQ_TRY(lq__cuda_rmsnorm(m->xb, m->x, &y->attn_norm, n, D, eps));
         LQ_TRY(matmul(m, m->q, m->xb, n, &y->wq, y->bq, false));
-        LQ_TRY(matmul(m, kn, m->xb, n, &y->wk, y->bk, y->wk.dtype == y->wq.dtype));
-        LQ_TRY(matmul(m, vn, m->xb, n, &y->wv, y->bv, y->wv.dtype == y->wk.dtype));
+        LQ_TRY(matmul(m, kn, m->xb, n, &y->wk, y->bk, same_prep(&y->wk, &y->wq)));
+        LQ_TRY(matmul(m, vn, m->xb, n, &y->wv, y->bv, same_prep(&y->wv, &y->wk)));
         LQ_TRY(lq__cuda_rope(m->q, H, kn, KVH, NULL, pos0, n, hd, w->inv_freq, w->rope_neox));
         LQ_TRY(lq__cuda_attention(m->att, m->q, kc, vc, n, pos0, H, KVH, hd, KVD));
         LQ_TRY(matmul_add(m, m->x, m->att, n, &y->wo, y->bo));
         LQ_TRY(lq__cuda_rmsnorm(m->xb, m->x, &y->ffn_norm, n, D, eps));
         LQ_TRY(matmul(m, m->hg, m->xb, n, &y->w_gate, NULL, false));
-        LQ_TRY(matmul(m, m->hu, m->xb, n, &y->w_up, NULL, y->w_up.dtype == y->w_gate.dtype));
+        LQ_TRY(matmul(m, m->hu, m->xb, n, &y->w_up, NULL, same_prep(&y->w_up, &y->w_gate)));
         LQ_TRY(lq__cuda_swiglu(m->hg, m->hg, m->hu, n * F));
         LQ_TRY(matmul_add(m, m->x, m->hg, n, &y->w_down, NULL));
     }

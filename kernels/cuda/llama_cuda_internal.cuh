@@ -71,6 +71,40 @@ lq_status lq__cuda_matmul(cublasHandle_t blas, float *y, const float *x, int64_t
 /*! lq__cuda_blas_create() : a handle on the default stream, CUBLAS_DEFAULT_MATH */
 lq_status lq__cuda_blas_create(cublasHandle_t *out);
 
+/* ---- quantized weights (qmatmul_cuda.cu; the checks in kernels/cpu/qmatmul_ref.c) ---- */
+
+/* lq_weight with qtype != NONE: can the kernels read it? logs with `op` */
+extern "C" lq_status lq__qweight_check(const lq_weight *w, const char *op);
+/* lq__qweight_check, and dimensions <= INT_MAX */
+lq_status lq__cuda_qweight_ok(const lq_weight *w, const char *op);
+/* device scratch of lq__cuda_qmatmul for n rows of x */
+size_t lq__cuda_qmatmul_scratch_bytes(int64_t n, const lq_weight *w);
+/* lq__cuda_matmul for an INT/FP8/GGML weight (same contract; `reuse_scratch`:
+ * the previous call had the same x, n and qtype) */
+lq_status lq__cuda_qmatmul(cublasHandle_t blas, float *y, const float *x, int64_t n, const lq_weight *w,
+                           const float *bias, void *scratch, bool reuse_scratch, bool accumulate);
+/* lq__cuda_embed for an INT/FP8/GGML table (bit-identical to lq_embed_ref) */
+lq_status lq__cuda_qembed(float *out, const lq_weight *table, const int32_t *ids, int64_t n, int *bad);
+
+/* true for a KEEP-typed weight (qtype F32/F16/BF16): a plain weight of that dtype */
+static inline bool lq__cuda_is_keep(const lq_weight *w) {
+    const lq_qtype_traits *tr = lq_qtype_traits_of(w->qtype);
+    return w->qtype != LQ_QT_NONE && tr && tr->kind == LQ_QK_KEEP;
+}
+/* a KEEP-typed weight as the plain weight it is (others unchanged) */
+static inline lq_weight lq__cuda_plain_view(const lq_weight *w) {
+    lq_weight p = *w;
+    if (lq__cuda_is_keep(w)) {
+        p.dtype  = lq_qtype_traits_of(w->qtype)->dtype;
+        p.qtype  = LQ_QT_NONE;
+        p.scales = NULL;
+        p.zeros  = NULL;
+    }
+    return p;
+}
+/* an INT/FP8/GGML weight (not plain, not KEEP) */
+static inline bool lq__cuda_is_quantized(const lq_weight *w) { return w->qtype != LQ_QT_NONE && !lq__cuda_is_keep(w); }
+
 /* ---- elementwise, norm, rope, attention (llama_ops_cuda.cu) ---- */
 
 /* `bad` (device int, may be NULL) is set to 1 when an id is out of range;

@@ -217,7 +217,9 @@ static unsigned int row_grid(int64_t n) { return (unsigned int)(n < ROW_GRID_MAX
 
 lq_status lq__cuda_embed(float *out, const lq_weight *table, const int32_t *ids, int64_t n, int *bad) {
     if (n == 0) return LQ_OK;
-    embed_kernel<<<row_grid(n), ROW_BLOCK>>>(out, table->data, lq__cuda_wt_code(table->dtype), ids, n, table->rows,
+    if (lq__cuda_is_quantized(table)) return lq__cuda_qembed(out, table, ids, n, bad);
+    const lq_dtype dt = lq__cuda_plain_view(table).dtype; /* KEEP types are plain */
+    embed_kernel<<<row_grid(n), ROW_BLOCK>>>(out, table->data, lq__cuda_wt_code(dt), ids, n, table->rows,
                                              table->cols, bad);
     LQ_CUDA_TRY(cudaGetLastError());
     return LQ_OK;
@@ -291,6 +293,8 @@ static lq_status finish(lq_status st, const char *op) {
 
 static lq_status check_weight(const lq_weight *w, const char *op) {
     LQ_RETURN_IF(w == NULL || w->data == NULL, LQ_ERR_INVALID_ARG, "%s: NULL weight", op);
+    LQ_RETURN_IF(w->qtype != LQ_QT_NONE, LQ_ERR_UNSUPPORTED, "%s: %s weights are not supported (plain only)", op,
+                 lq_qtype_name(w->qtype));
     LQ_RETURN_IF(lq__cuda_wt_code(w->dtype) < 0, LQ_ERR_UNSUPPORTED, "%s: weight dtype %s is not F32/F16/BF16", op,
                  lq_dtype_name(w->dtype));
     LQ_RETURN_IF(w->rows <= 0 || w->cols <= 0, LQ_ERR_SHAPE, "%s: weight shape (%lld, %lld)", op,
@@ -301,7 +305,13 @@ static lq_status check_weight(const lq_weight *w, const char *op) {
 extern "C" lq_status lq_cuda_embed(float *out, const lq_weight *table, const int32_t *ids, int64_t n) {
     LQ_RETURN_IF(n < 0, LQ_ERR_INVALID_ARG, "embed: n = %lld", (long long)n);
     if (n == 0) return LQ_OK;
-    LQ_TRY(check_weight(table, "embed"));
+    if (table && table->qtype != LQ_QT_NONE) { /* quantized or KEEP */
+        LQ_TRY(lq__cuda_qweight_ok(table, "embed"));
+        LQ_RETURN_IF(table->data == NULL || table->rows <= 0, LQ_ERR_INVALID_ARG, "embed: empty %s table",
+                     lq_qtype_name(table->qtype));
+    } else {
+        LQ_TRY(check_weight(table, "embed"));
+    }
     LQ_RETURN_IF(out == NULL || ids == NULL, LQ_ERR_INVALID_ARG, "embed: NULL buffer");
     int *bad = NULL;
     LQ_CUDA_TRY(cudaMalloc(&bad, sizeof(int)));

@@ -7,7 +7,9 @@
  * 16-byte loads, one warp per row. Both paths form the same products (a half
  * times a half is exact in f32); only the summation order differs.
  * Row-major W (rows, cols) is column-major (cols, rows), so yᵀ = W xᵀ is
- * GEMM(op(A) = Aᵀ, m = rows, n = n, k = cols, lda = ldb = cols, ldc = rows). */
+ * GEMM(op(A) = Aᵀ, m = rows, n = n, k = cols, lda = ldb = cols, ldc = rows).
+ * Quantized weights (INT, FP8, GGML) go to qmatmul_cuda.cu; KEEP-typed
+ * weights (qtype F32/F16/BF16) are plain weights of that dtype. */
 #include "llama_cuda_internal.cuh"
 
 #include <limits.h>
@@ -120,6 +122,11 @@ int lq__cuda_wt_code(lq_dtype t) {
 }
 
 size_t lq__cuda_matmul_scratch_bytes(int64_t n, const lq_weight *w) {
+    if (lq__cuda_is_quantized(w)) return lq__cuda_qmatmul_scratch_bytes(n, w);
+    if (lq__cuda_is_keep(w)) {
+        const lq_weight p = lq__cuda_plain_view(w);
+        return lq__cuda_matmul_scratch_bytes(n, &p);
+    }
     if (w->dtype != LQ_DTYPE_F16 && w->dtype != LQ_DTYPE_BF16) return 0;
     return n == 1 ? (size_t)w->cols * sizeof(float) : (size_t)n * (size_t)w->cols * sizeof(unsigned short);
 }
@@ -178,6 +185,12 @@ static lq_status matmul_half(cublasHandle_t blas, float *y, const float *x, int6
 
 lq_status lq__cuda_matmul(cublasHandle_t blas, float *y, const float *x, int64_t n, const lq_weight *w,
                           const float *bias, void *scratch, bool reuse_scratch, bool accumulate) {
+    if (lq__cuda_is_quantized(w))
+        return lq__cuda_qmatmul(blas, y, x, n, w, bias, scratch, reuse_scratch, accumulate);
+    if (lq__cuda_is_keep(w)) {
+        const lq_weight p = lq__cuda_plain_view(w);
+        return lq__cuda_matmul(blas, y, x, n, &p, bias, scratch, reuse_scratch, accumulate);
+    }
     switch (lq__cuda_wt_code(w->dtype)) {
     case LQ__WT_F32: {
         const float one = 1.f, beta = accumulate ? 1.f : 0.f;
@@ -208,8 +221,10 @@ static lq_status global_blas(cublasHandle_t *out) {
 
 extern "C" lq_status lq_cuda_matmul(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias) {
     LQ_RETURN_IF(w == NULL, LQ_ERR_INVALID_ARG, "matmul: NULL weight");
-    LQ_RETURN_IF(lq__cuda_wt_code(w->dtype) < 0, LQ_ERR_UNSUPPORTED, "matmul: weight dtype %s is not F32/F16/BF16",
-                 lq_dtype_name(w->dtype));
+    if (w->qtype != LQ_QT_NONE) LQ_TRY(lq__cuda_qweight_ok(w, "matmul")); /* quantized or KEEP */
+    const lq_weight pv = lq__cuda_plain_view(w);
+    LQ_RETURN_IF(!lq__cuda_is_quantized(w) && lq__cuda_wt_code(pv.dtype) < 0, LQ_ERR_UNSUPPORTED,
+                 "matmul: weight dtype %s is not F32/F16/BF16", lq_dtype_name(pv.dtype));
     LQ_RETURN_IF(n < 0 || n > INT_MAX || w->rows <= 0 || w->rows > INT_MAX || w->cols <= 0 || w->cols > INT_MAX,
                  LQ_ERR_SHAPE, "matmul: n %lld, weight (%lld, %lld) outside [1, INT_MAX]", (long long)n,
                  (long long)w->rows, (long long)w->cols);

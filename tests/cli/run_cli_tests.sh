@@ -290,7 +290,7 @@ assert t["model.embed_tokens.weight"] == "f32" and t["model.norm.weight"] == "f3
 PY
 run "$INSPECT" "$T/q8.gguf"
 check "lq-inspect reads the GGUF output, names the block type, dequantized statistics" \
-    test $rc -eq 0 -a -n "$(grep -E '^blk\.0\.attn_q\.weight +q8_0 +\[64, 64\] +2176 +-?0\.[0-9]' "$T/out")"
+    test $rc -eq 0 -a -n "$(grep -E '^blk\.0\.attn_q\.weight +q8_0 +\[64, 64\] +4352 +-?[0-9.]+ ' "$T/out")"
 run "$CONVERT" "$T/q8.gguf" "$T/q8conv"
 check "lq-convert refuses a quantized GGUF with one line, nothing written" \
     test $rc -eq 1 -a "$(wc -l <"$T/err")" -eq 1 -a ! -e "$T/q8conv"

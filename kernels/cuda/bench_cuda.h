@@ -1,0 +1,27 @@
+/* bench_cuda.h : benchmarks of the CUDA kernels, for lq-bench; not installed.
+ * Defined in kernels/cuda/bench_*.cu, or by kernels/cuda_stub.c (returning 1)
+ * in a build without CUDA. */
+#ifndef LQ_BENCH_CUDA_H
+#define LQ_BENCH_CUDA_H
+
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*! lq__bench_cuda_qmatmul() : the fused int4_g128 GEMV of lq_cuda_matmul on
+ *  Llama-8B layer shapes (rows x cols: 4096x4096, 14336x4096, 4096x14336)
+ *  at batch 1, 2, 4, 8, 16, after a correctness check against
+ *  lq_matmul_ref. Prints per shape and batch the time, GB/s of weight bytes
+ *  (packed codes + f32 scales) as a ratio to the device-to-device memcpy
+ *  bandwidth measured in the same run (2 x bytes copied / time), and the
+ *  time as a multiple of batch 1. Weights rotate through copies that
+ *  exceed the L2 cache, so every call streams from HBM.
+ *  @return 0, or 1 without a CUDA device (or build) or on a failure. */
+int lq__bench_cuda_qmatmul(FILE *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LQ_BENCH_CUDA_H */
