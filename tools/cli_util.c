@@ -282,6 +282,25 @@ lq_status cli_open_tokenizer(const char *model_path, const lq_model *m, const ch
     return LQ_ERR_NOT_FOUND;
 }
 
+bool cli_output_option(int argc, char **argv, int *i, cli_out_opts *o) {
+    const char *a = argv[*i];
+    if (!strcmp(a, "--max-shard-size")) {
+        if (!cli_parse_size(cli_value(argc, argv, i), &o->max_shard))
+            cli_usage_error("--max-shard-size: '%s' is not a size (e.g. 5GB, 500MiB, 1000000)", argv[*i]);
+    } else if (!strcmp(a, "--force")) {
+        o->force = true;
+    } else if (!strcmp(a, "--dry-run")) {
+        o->dry_run = true;
+    } else if (!strcmp(a, "--json")) {
+        o->json = true;
+    } else if (!strcmp(a, "--no-fsync")) {
+        o->no_fsync = true;
+    } else {
+        return false;
+    }
+    return true;
+}
+
 /* ---- output directories: staged beside the destination, renamed into place ---- */
 
 static const char *const MODEL_FILES[] = {"tokenizer.json",          "tokenizer.model",   "tokenizer_config.json",

@@ -46,6 +46,17 @@ bool cli_common_option(const char *a, void (*usage)(FILE *));
 /* -t/--threads N (1..1024): true when argv[*i] was it (the value consumed) */
 bool cli_threads_option(int argc, char **argv, int *i, int64_t *threads);
 
+/* the options of the tools that write a checkpoint */
+typedef struct {
+    uint64_t max_shard; /* --max-shard-size S (0 = one file) */
+    bool     force;     /* --force     */
+    bool     dry_run;   /* --dry-run   */
+    bool     json;      /* --json      */
+    bool     no_fsync;  /* --no-fsync  */
+} cli_out_opts;
+/* true when argv[*i] was one of them (a value consumed); usage error on a bad size */
+bool cli_output_option(int argc, char **argv, int *i, cli_out_opts *o);
+
 /* option value: argv[*i + 1] or a usage error naming the option */
 const char *cli_value(int argc, char **argv, int *i);
 

@@ -206,8 +206,8 @@ static int verify(const char *stage, const lq_checkpoint *in, const conv_job *jo
 int main(int argc, char **argv) {
     cli_init("lq-convert");
     const char *in_path = NULL, *out_dir = NULL, *dtype_s = "keep", *norms_s = "f32", *tokenizer = NULL;
-    uint64_t    max_shard = 0;
-    bool        do_verify = false, force = false, dry = false, json = false, no_fsync = false;
+    cli_out_opts oo = {0};
+    bool        do_verify = false;
     int64_t     n_threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -217,21 +217,12 @@ int main(int argc, char **argv) {
             dtype_s = cli_value(argc, argv, &i);
         } else if (!strcmp(a, "--norms")) {
             norms_s = cli_value(argc, argv, &i);
-        } else if (!strcmp(a, "--max-shard-size")) {
-            if (!cli_parse_size(cli_value(argc, argv, &i), &max_shard))
-                cli_usage_error("--max-shard-size: '%s' is not a size (e.g. 5GB, 500MiB, 1000000)", argv[i]);
         } else if (!strcmp(a, "--tokenizer")) {
             tokenizer = cli_value(argc, argv, &i);
         } else if (!strcmp(a, "--verify")) {
             do_verify = true;
-        } else if (!strcmp(a, "--force")) {
-            force = true;
-        } else if (!strcmp(a, "--dry-run")) {
-            dry = true;
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-        } else if (!strcmp(a, "--no-fsync")) {
-            no_fsync = true;
+        } else if (cli_output_option(argc, argv, &i, &oo)) {
+            continue;
         } else if (cli_threads_option(argc, argv, &i, &n_threads)) {
             continue;
         } else if (a[0] == '-' && a[1]) {
@@ -244,6 +235,8 @@ int main(int argc, char **argv) {
             cli_usage_error("unexpected argument '%s' (INPUT and OUTDIR are already given)", a);
         }
     }
+    const uint64_t max_shard = oo.max_shard;
+    const bool     force = oo.force, dry = oo.dry_run, json = oo.json, no_fsync = oo.no_fsync;
     if (!in_path || !out_dir) cli_usage_error("need INPUT and OUTDIR");
     lq_dtype target = LQ_DTYPE_COUNT; /* keep */
     if (!strcmp(dtype_s, "f32"))

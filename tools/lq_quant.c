@@ -208,8 +208,8 @@ int main(int argc, char **argv) {
     cli_init("lq-quant");
     const char *in_path = NULL, *out_path = NULL, *format_s = NULL, *type_s = NULL, *fallback_s = "auto";
     const char *method = "rtn", *tokenizer = NULL, *act_stats = NULL, *scale_s = "f16";
-    uint64_t    max_shard = 0;
-    bool        force = false, dry = false, json = false, no_fsync = false, clip = false;
+    cli_out_opts oo = {0};
+    bool        clip = false;
     int64_t     n_threads = 0;
     rule        rules[MAX_RULES];
     int         n_rules = 0;
@@ -256,17 +256,8 @@ int main(int argc, char **argv) {
             scale_s = cli_value(argc, argv, &i);
         } else if (!strcmp(a, "--tokenizer")) {
             tokenizer = cli_value(argc, argv, &i);
-        } else if (!strcmp(a, "--max-shard-size")) {
-            if (!cli_parse_size(cli_value(argc, argv, &i), &max_shard))
-                cli_usage_error("--max-shard-size: '%s' is not a size (e.g. 5GB, 500MiB)", argv[i]);
-        } else if (!strcmp(a, "--force")) {
-            force = true;
-        } else if (!strcmp(a, "--dry-run")) {
-            dry = true;
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-        } else if (!strcmp(a, "--no-fsync")) {
-            no_fsync = true;
+        } else if (cli_output_option(argc, argv, &i, &oo)) {
+            continue;
         } else if (cli_threads_option(argc, argv, &i, &n_threads)) {
             continue;
         } else if (a[0] == '-' && a[1]) {
@@ -279,6 +270,8 @@ int main(int argc, char **argv) {
             cli_usage_error("unexpected argument '%s' (MODEL and OUTPUT are already given)", a);
         }
     }
+    const uint64_t max_shard = oo.max_shard;
+    const bool     force = oo.force, dry = oo.dry_run, json = oo.json, no_fsync = oo.no_fsync;
     if (!in_path || !out_path) cli_usage_error("need MODEL and OUTPUT");
     if (strcmp(method, "rtn") != 0)
         cli_usage_error("--method: '%s' is not available in lq-quant (rtn); GPTQ is a separate tool", method);
