@@ -432,7 +432,7 @@ static inline lq_vf trunc_codes(lq_vf v, lq_vf id, lq_vf half, lq_vf top) {
 
 /* Q4_0 (nq = 8, 18-byte blocks) and Q5_0 (nq = 16, 22 bytes): d = max/-nq,
  * q = min(2nq-1, trunc(x·(1/d) + nq + 0.5)) */
-static void q4q5_blocks(const float *x, int nblk, const float *am, int nq, uint8_t *y) {
+static LQ_ALWAYS_INLINE void q4q5_blocks(const float *x, int nblk, const float *am, int nq, uint8_t *y) {
     float    sm[LQ_VL] = {0}, id[LQ_VL];
     uint16_t h[LQ_VL];
     for (int k = 0; k < nblk; k++)
@@ -466,7 +466,7 @@ static void q4q5_blocks(const float *x, int nblk, const float *am, int nq, uint8
     }
 }
 
-static void q4q5_row(const float *x, int64_t nb, int nq, uint8_t *y) {
+static LQ_ALWAYS_INLINE void q4q5_row_(const float *x, int64_t nb, int nq, uint8_t *y) {
     const int64_t bb = nq == 8 ? 18 : 22;
     int64_t       b  = 0;
     for (; b + LQ_VL <= nb; b += LQ_VL) {
@@ -484,6 +484,16 @@ static void q4q5_row(const float *x, int64_t nb, int nq, uint8_t *y) {
         }
         q4q5_blocks(x + 32 * b, (int)(nb - b), am, nq, y + bb * b);
     }
+}
+
+/* Q4_0 and Q5_0 compiled apart: nq is a constant in each */
+static void q4_0_row(const float *x, int64_t nb, uint8_t *y) { q4q5_row_(x, nb, 8, y); }
+static void q5_0_row(const float *x, int64_t nb, uint8_t *y) { q4q5_row_(x, nb, 16, y); }
+static void q4q5_row(const float *x, int64_t nb, int nq, uint8_t *y) {
+    if (nq == 8)
+        q4_0_row(x, nb, y);
+    else
+        q5_0_row(x, nb, y);
 }
 
 /* ==== INT, without the clip search ==== */

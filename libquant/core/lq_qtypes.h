@@ -37,12 +37,18 @@
  *             u = clamp(rint(x / s) + z, 0, 2^B-1).
  *             rint = round half to even (torch.round). A group of zeros gets
  *             s = 1 (u = z, dequantizes to 0). A scale that rounds to 0 in
- *             the scale dtype becomes that dtype's smallest positive value.
+ *             the scale dtype becomes that dtype's smallest positive
+ *             (subnormal) value; one beyond its range saturates to its
+ *             largest finite value. Arithmetic is f32 in the order written
+ *             (hi - lo is an f32 subtraction); bit-identity between the
+ *             implementations relies on no FMA contraction (-std=c11 with gcc,
+ *             a pragma for clang).
  *   clip search (optional): the range above is shrunk by r in
  *             {1, 0.99, ..., 0.80} (sym: amax*r; asym: lo*r, hi*r) and the r
  *             with the smallest sum_k c_k (x_k - w_k)^2 is kept (first on ties),
  *             c = the column weights when given (e.g. mean x^2 of the input
- *             activations per column), else 1.
+ *             activations per column), else 1; r = (100 - i) / 100 in f32, the
+ *             error summed in f64 over 8 interleaved partial sums.
  *   FP8:      s = amax / 448 (per row or over the tensor), rounded to the
  *             scale dtype; byte = e4m3_sat(x / s); s = 1 for amax 0.
  *   GGML:     the ggml reference quantizers (quantize_row_*_ref): Q8_0 and
