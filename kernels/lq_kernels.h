@@ -49,6 +49,10 @@ typedef struct {
     lq_qtype       qtype;   /* LQ_QT_NONE (0) = plain                         */
     const float   *scales;  /* INT/FP8: lq_qtype_n_scales(qtype, rows, cols)  */
     const uint8_t *zeros;   /* INT asym: rows x n_groups, else NULL           */
+    const int32_t *perm;    /* NULL, or cols entries (a permutation of [0, cols)):
+                               the stored columns are the input features in the
+                               order perm, y[r] = sum_j W[r][j] * x[perm[j]]
+                               (act-order GPTQ with its groups made contiguous) */
 } lq_weight;
 
 /* ==== quantization ==== */
@@ -144,6 +148,58 @@ typedef struct {
     const lq_llama_layer *layers;      /* n_layers                                    */
 } lq_llama_weights;
 
+/* ==== GPTQ (one Linear at a time; ../shared/docs/REFERENCE.md 6.1) ====
+ * H is the layer-input Hessian (2/n_samples) * sum_t x_t x_t^T, cols x cols
+ * f64, full (both triangles), symmetric. The quantizer is the lq INT rule of
+ * lq_qtypes.h applied to the f32 value of each (updated) weight: the group's
+ * scale is rounded to scale_dtype before it is used, so the stored model is
+ * the one GPTQ optimized against. Everything else is f64. */
+typedef struct {
+    lq_qtype qtype;         /* an INT type: bits 2/3/4/8, group 32/64/128 or per channel, sym/asym */
+    bool     act_order;     /* desc_act: columns processed in decreasing diag(H) order          */
+    bool     static_groups; /* group parameters from the original W, before any update          */
+    bool     mse;           /* per-group range shrink search, |q - x|^2.4 (reference `mse`)      */
+    double   damp;          /* percdamp: H += damp * mean(diag H) * I; 0.01                      */
+    int      block_size;    /* lazy batch width; 128                                             */
+    lq_dtype scale_dtype;   /* F16 (GPTQ), BF16 or F32                                            */
+} lq_gptq_params;
+
+lq_gptq_params lq_gptq_default_params(void); /* int4_g128 sym, no act-order, damp 0.01, block 128, F16 */
+
+typedef struct {
+    double  loss;      /* sum over rows and columns of (w - q)^2 / U_jj^2 / 2 (the reference's "error") */
+    double  damp;      /* relative damping finally used (p->damp plus automatic increases)              */
+    int64_t dead_cols; /* columns with H_jj == 0 (their weights quantize as 0)                          */
+    int     retries;   /* Cholesky failures before success                                               */
+} lq_gptq_stats;
+
+/*! lq_gptq_ref() : quantize w (rows x cols f32, row-major; not modified)
+ *  against H (not modified) into the lq layout of p->qtype: data (rows *
+ *  lq_qtype_row_bytes bytes, codes in the ORIGINAL column order), scales and
+ *  zeros (rows x n_groups, group g = the g-th group of columns in processing
+ *  order), g_idx (cols int32, may be NULL: k / G without act-order or with
+ *  static groups; floor(rank of k in the act-order permutation / G) with
+ *  act-order alone; 0 per channel). Cholesky failure: damp += 0.01 and retry,
+ *  then a diagonal floor 1e-6 * max|diag| * 10^k, at most 6 more tries, then
+ *  LQ_ERR_NUMERIC. Non-finite w or H: LQ_ERR_INVALID_ARG; a type that is not
+ *  INT or a width it cannot store: LQ_ERR_SHAPE. Single thread, plain loops,
+ *  the oracle. */
+lq_status lq_gptq_ref(const lq_gptq_params *p, const float *w, int64_t rows, int64_t cols, const double *H,
+                      void *data, float *scales, uint8_t *zeros, int32_t *g_idx, lq_gptq_stats *st);
+/*! lq_gptq_cpu() : the same over OpenMP threads with blocked f64 kernels
+ *  (Cholesky, triangular inverse, the lazy-batch update as a GEMM). Results
+ *  do not depend on n_threads; they may differ from _ref in rare rounding
+ *  ties (summation order). */
+lq_status lq_gptq_cpu(const lq_gptq_params *p, const float *w, int64_t rows, int64_t cols, const double *H,
+                      void *data, float *scales, uint8_t *zeros, int32_t *g_idx, lq_gptq_stats *st, int n_threads);
+
+/*! lq_hessian_accum_ref() / _cpu() : H (cols x cols f64, full) += alpha *
+ *  x^T x for x (n x cols f32 rows). _ref: f64 products summed in row order;
+ *  _cpu: f32 products summed in f32 over fixed chunks of at most 256 rows
+ *  (a GEMM), each chunk added to H in f64; independent of n_threads. */
+void      lq_hessian_accum_ref(double *H, const float *x, int64_t n, int64_t cols, double alpha);
+lq_status lq_hessian_accum_cpu(double *H, const float *x, int64_t n, int64_t cols, double alpha, int n_threads);
+
 /* ==== CUDA ==== */
 
 /* number of usable CUDA devices; 0 without a driver, a device or CUDA in the build */
@@ -197,6 +253,16 @@ lq_status lq_cuda_llama_init(const lq_llama_weights *w, int64_t max_seq, int64_t
 lq_status lq_cuda_llama_forward(lq_cuda_llama *m, const int32_t *tokens, int64_t n, int64_t pos0, float *logits,
                                 bool last_only);
 void lq_cuda_llama_free(lq_cuda_llama *m); /* accepts NULL */
+
+/* GPTQ on the device. lq_cuda_hessian_accum: device pointers H (cols x cols
+ * f64) += alpha * x^T x (x: n x cols f32), as lq_hessian_accum_cpu (f32 GEMM
+ * per chunk of at most 256 rows, TF32 off, added to H in f64).
+ * lq_cuda_gptq: lq_gptq_cpu on the device: w (f32) and H (f64) are DEVICE
+ * pointers (not modified), data/scales/zeros/g_idx/st HOST pointers, as in
+ * lq_gptq_ref. Cholesky and inverse through cuSOLVER in f64. */
+lq_status lq_cuda_hessian_accum(double *H, const float *x, int64_t n, int64_t cols, double alpha);
+lq_status lq_cuda_gptq(const lq_gptq_params *p, const float *w, int64_t rows, int64_t cols, const double *H,
+                       void *data, float *scales, uint8_t *zeros, int32_t *g_idx, lq_gptq_stats *st);
 
 #ifdef __cplusplus
 }

@@ -5,7 +5,8 @@
  *   lq_json.h     core: strict JSON reader and writer
  *   lq_formats.h  safetensors, PyTorch zip, llama2.c, config.json readers/writers
  *   lq_tokenizer.h SentencePiece / tokenizer.json / llama2.c tokenizers
- *   lq_kernels.h  compute kernels: _ref, OpenMP and CUDA
+ *   lq_kernels.h  compute kernels: _ref, OpenMP and CUDA (GPTQ solver included)
+ *   lq_calib.h    calibration data: text, JSON Lines, token files -> windows
  *   lq_model.h    the Llama-family model runner (CPU and CUDA)
  *   lq_eval.h     live perplexity and KL divergence against a base model
  *   lq_synth.h    random-weight checkpoints for benchmarks */
@@ -19,6 +20,7 @@
 #include "lq_qformats.h"
 #include "lq_tokenizer.h"
 #include "lq_kernels.h"
+#include "lq_calib.h"
 #include "lq_model.h"
 #include "lq_eval.h"
 #include "lq_synth.h"
