@@ -10,6 +10,7 @@
  *   logits = rmsnorm(x)·lm_headᵀ
  * on the CPU (`_cpu` ops, or `_ref` ops as the oracle) or on CUDA through
  * lq_cuda_llama_* (the whole pass on the device). */
+#include "block_internal.h"
 #include "lq_internal.h"
 #include "lq_kernels.h"
 #include "lq_model.h"
@@ -38,8 +39,8 @@ struct lq_model {
     uint64_t         weight_bytes;
     /* CPU state */
     float   *k_cache, *v_cache;  /* (n_layers, max_seq, kv_dim) */
-    float   *x, *xb, *q, *k, *v, *att, *ob, *g, *u, *logits_all;
-    int32_t *pos;
+    float            *x, *logits_all;
+    lq__block_scratch s;         /* per-block activations (block.c) */
     /* CUDA state */
     lq_cuda_llama *cuda;
 };
@@ -63,16 +64,8 @@ void lq_model_free(lq_model *m) {
     lq_free(m->k_cache);
     lq_free(m->v_cache);
     lq_free(m->x);
-    lq_free(m->xb);
-    lq_free(m->q);
-    lq_free(m->k);
-    lq_free(m->v);
-    lq_free(m->att);
-    lq_free(m->ob);
-    lq_free(m->g);
-    lq_free(m->u);
+    lq__block_scratch_free(&m->s);
     lq_free(m->logits_all);
-    lq_free(m->pos);
     lq_free(m->layers);
     lq_free(m->inv_freq);
     lq_free(m->biases);
@@ -279,30 +272,20 @@ static lq_status map_weights(lq_model *m) {
 }
 
 static lq_status alloc_cpu(lq_model *m) {
-    const lq_llama_weights *w  = &m->w;
-    const int64_t           B  = m->p.max_batch, S = m->p.max_seq;
-    const int64_t           QD = w->n_heads * w->head_dim, KVD = w->n_kv_heads * w->head_dim;
+    const lq_llama_weights *w   = &m->w;
+    const int64_t           B   = m->p.max_batch, S = m->p.max_seq;
+    const int64_t           KVD = w->n_kv_heads * w->head_dim;
     uint64_t                cache;
     LQ_RETURN_IF(!lq__mul_u64((uint64_t)(w->n_layers * S), (uint64_t)KVD * sizeof(float), &cache), LQ_ERR_NOMEM,
                  "model: KV cache size overflows");
     m->k_cache    = lq_malloc((size_t)cache);
     m->v_cache    = lq_malloc((size_t)cache);
     m->x          = lq_malloc((size_t)(B * w->dim) * sizeof(float));
-    m->xb         = lq_malloc((size_t)(B * LQ_MAX(w->dim, QD)) * sizeof(float));
-    m->q          = lq_malloc((size_t)(B * QD) * sizeof(float));
-    m->k          = lq_malloc((size_t)(B * KVD) * sizeof(float));
-    m->v          = lq_malloc((size_t)(B * KVD) * sizeof(float));
-    m->att        = lq_malloc((size_t)(B * QD) * sizeof(float));
-    m->ob         = lq_malloc((size_t)(B * w->dim) * sizeof(float));
-    m->g          = lq_malloc((size_t)(B * w->hidden) * sizeof(float));
-    m->u          = lq_malloc((size_t)(B * w->hidden) * sizeof(float));
     m->logits_all = lq_malloc((size_t)(B * w->vocab) * sizeof(float));
-    m->pos        = lq_malloc((size_t)B * sizeof(int32_t));
-    LQ_RETURN_IF(!m->k_cache || !m->v_cache || !m->x || !m->xb || !m->q || !m->k || !m->v || !m->att || !m->ob ||
-                     !m->g || !m->u || !m->logits_all || !m->pos,
-                 LQ_ERR_NOMEM, "model: out of memory for the KV cache (%llu bytes) and activations",
+    LQ_RETURN_IF(!m->k_cache || !m->v_cache || !m->x || !m->logits_all, LQ_ERR_NOMEM,
+                 "model: out of memory for the KV cache (%llu bytes) and activations",
                  (unsigned long long)(2 * cache));
-    return LQ_OK;
+    return lq__block_scratch_alloc(&m->s, w, B);
 }
 
 lq_status lq_model_open(const char *path, const lq_model_params *p_in, lq_model **out) {
@@ -340,67 +323,23 @@ done:
     return st;
 }
 
-static void add_inplace(float *x, const float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] += y[i];
-}
-
 /* one CPU step of n <= max_batch tokens */
 static lq_status forward_cpu(lq_model *m, const int32_t *tokens, int64_t n, int64_t pos0, float *logits, bool last_only) {
     const lq_llama_weights *w   = &m->w;
     const bool              ref = m->p.use_ref;
     const int               nt  = m->p.n_threads;
-    const int64_t           D = w->dim, F = w->hidden, hd = w->head_dim;
-    const int64_t           KVD = w->n_kv_heads * hd, S = m->p.max_seq;
-    for (int64_t t = 0; t < n; t++) m->pos[t] = (int32_t)(pos0 + t);
-#define MATMUL(y, x, rows_n, wt, b) \
-    LQ_TRY(ref ? lq_matmul_ref((y), (x), (rows_n), (wt), (b)) : lq_matmul_cpu((y), (x), (rows_n), (wt), (b), nt))
+    const int64_t           D = w->dim, KVD = w->n_kv_heads * w->head_dim, S = m->p.max_seq;
     LQ_TRY(ref ? lq_embed_ref(m->x, &w->embed, tokens, n) : lq_embed_cpu(m->x, &w->embed, tokens, n, nt));
-    for (int64_t l = 0; l < w->n_layers; l++) {
-        const lq_llama_layer *y  = &w->layers[l];
-        float                *kc = m->k_cache + l * S * KVD, *vc = m->v_cache + l * S * KVD;
-        if (ref)
-            lq_rmsnorm_ref(m->xb, m->x, &y->attn_norm, n, D, w->rms_eps);
-        else
-            lq_rmsnorm_cpu(m->xb, m->x, &y->attn_norm, n, D, w->rms_eps, nt);
-        MATMUL(m->q, m->xb, n, &y->wq, y->bq);
-        MATMUL(m->k, m->xb, n, &y->wk, y->bk);
-        MATMUL(m->v, m->xb, n, &y->wv, y->bv);
-        if (ref) {
-            lq_rope_ref(m->q, m->pos, n, w->n_heads, hd, w->inv_freq, w->rope_neox);
-            lq_rope_ref(m->k, m->pos, n, w->n_kv_heads, hd, w->inv_freq, w->rope_neox);
-        } else {
-            lq_rope_cpu(m->q, m->pos, n, w->n_heads, hd, w->inv_freq, w->rope_neox, nt);
-            lq_rope_cpu(m->k, m->pos, n, w->n_kv_heads, hd, w->inv_freq, w->rope_neox, nt);
-        }
-        memcpy(kc + pos0 * KVD, m->k, (size_t)(n * KVD) * sizeof(float));
-        memcpy(vc + pos0 * KVD, m->v, (size_t)(n * KVD) * sizeof(float));
-        if (ref)
-            lq_attention_ref(m->att, m->q, kc, vc, n, pos0, w->n_heads, w->n_kv_heads, hd, KVD);
-        else
-            LQ_TRY(lq_attention_cpu(m->att, m->q, kc, vc, n, pos0, w->n_heads, w->n_kv_heads, hd, KVD, nt));
-        MATMUL(m->ob, m->att, n, &y->wo, y->bo);
-        add_inplace(m->x, m->ob, n * D);
-        if (ref)
-            lq_rmsnorm_ref(m->xb, m->x, &y->ffn_norm, n, D, w->rms_eps);
-        else
-            lq_rmsnorm_cpu(m->xb, m->x, &y->ffn_norm, n, D, w->rms_eps, nt);
-        MATMUL(m->g, m->xb, n, &y->w_gate, NULL);
-        MATMUL(m->u, m->xb, n, &y->w_up, NULL);
-        if (ref)
-            lq_swiglu_ref(m->g, m->g, m->u, n * F);
-        else
-            lq_swiglu_cpu(m->g, m->g, m->u, n * F, nt);
-        MATMUL(m->ob, m->g, n, &y->w_down, NULL);
-        add_inplace(m->x, m->ob, n * D);
-    }
+    for (int64_t l = 0; l < w->n_layers; l++)
+        LQ_TRY(lq__block_forward(w, &w->layers[l], m->x, n, pos0, m->k_cache + l * S * KVD, m->v_cache + l * S * KVD,
+                                 &m->s, ref, nt, NULL, NULL, -1));
     const int64_t first = last_only ? n - 1 : 0, rows = n - first;
     if (ref)
-        lq_rmsnorm_ref(m->xb, m->x + first * D, &w->norm, rows, D, w->rms_eps);
+        lq_rmsnorm_ref(m->s.xb, m->x + first * D, &w->norm, rows, D, w->rms_eps);
     else
-        lq_rmsnorm_cpu(m->xb, m->x + first * D, &w->norm, rows, D, w->rms_eps, nt);
-    MATMUL(logits, m->xb, rows, &w->lm_head, NULL);
-#undef MATMUL
-    return LQ_OK;
+        lq_rmsnorm_cpu(m->s.xb, m->x + first * D, &w->norm, rows, D, w->rms_eps, nt);
+    return ref ? lq_matmul_ref(logits, m->s.xb, rows, &w->lm_head, NULL)
+               : lq_matmul_cpu(logits, m->s.xb, rows, &w->lm_head, NULL, nt);
 }
 
 lq_status lq_model_forward(lq_model *m, const int32_t *tokens, int64_t n, int64_t pos0, float *logits, bool last_only) {
