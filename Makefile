@@ -71,7 +71,7 @@ ifeq ($(USE_CUDA),1)
     CUDA_ARCH := 90
   endif
   NVCCFLAGS ?= -O2 -g -std=c++17 -arch=sm_$(CUDA_ARCH) $(INCLUDES) -Xcompiler -Wall
-  LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+  LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcusolver -lcublasLt -lcublas -lcudart -lstdc++
   CUDA_SRC  := $(wildcard kernels/cuda/*.cu)
   CUDA_STUB :=
   $(info   CUDA_ARCH=sm_$(CUDA_ARCH))
@@ -146,6 +146,7 @@ test: deps
 test-run: tests-bin
 	$(Q)LQ_SHARED_DATA=$(SHARED) $(BUILD)/run_tests $(SUITE)
 	$(Q)LQ_SHARED_DATA=$(SHARED) BUILD=$(BUILD) ./tests/cli/run_cli_tests.sh
+	$(Q)LQ_SHARED_DATA=$(SHARED) BUILD=$(BUILD) ./tests/cli/run_gptq_tests.sh
 	$(Q)LQ_SHARED_DATA=$(SHARED) BUILD=$(BUILD) ./tests/interop/run_gguf_check.sh
 
 ## check: the pre-push gate: tests again in build-san/ under ASan+UBSan with -Werror (CUDA=0), then the fuzz corpus replay

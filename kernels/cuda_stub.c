@@ -90,6 +90,18 @@ lq_status lq_cuda_attention(float *out, const float *q, const float *k_cache, co
     return LQ_ERR_UNSUPPORTED;
 }
 
+lq_status lq_cuda_add(float *y, const float *x, int64_t n) {
+    (void)y, (void)x, (void)n;
+    LQ_LOG_ERR(NOT_BUILT);
+    return LQ_ERR_UNSUPPORTED;
+}
+
+lq_status lq_cuda_memcpy_d2d(void *dst, const void *src, size_t n) {
+    (void)dst, (void)src;
+    LQ_LOG_ERR("cannot copy %zu bytes: " NOT_BUILT, n);
+    return LQ_ERR_UNSUPPORTED;
+}
+
 lq_status lq_cuda_swiglu(float *out, const float *gate, const float *up, int64_t n) {
     (void)out, (void)gate, (void)up, (void)n;
     LQ_LOG_ERR(NOT_BUILT);
@@ -123,4 +135,17 @@ void lq_cuda_llama_free(lq_cuda_llama *m) { (void)m; /* nothing can have been al
 int lq__bench_cuda_qmatmul(FILE *out) {
     fprintf(out, "cuda qmatmul: no CUDA (" NOT_BUILT ")\n");
     return 1;
+}
+
+lq_status lq_cuda_hessian_accum(double *H, const float *x, int64_t n, int64_t cols, double alpha) {
+    (void)H, (void)x, (void)n, (void)cols, (void)alpha;
+    LQ_LOG_ERR(NOT_BUILT);
+    return LQ_ERR_UNSUPPORTED;
+}
+
+lq_status lq_cuda_gptq(const lq_gptq_params *p, const float *w, int64_t rows, int64_t cols, const double *H,
+                       void *data, float *scales, uint8_t *zeros, int32_t *g_idx, lq_gptq_stats *st) {
+    (void)p, (void)w, (void)rows, (void)cols, (void)H, (void)data, (void)scales, (void)zeros, (void)g_idx, (void)st;
+    LQ_LOG_ERR(NOT_BUILT);
+    return LQ_ERR_UNSUPPORTED;
 }

@@ -214,6 +214,7 @@ lq_status lq_cuda_malloc(void **dptr, size_t n);
 lq_status lq_cuda_free(void *dptr);
 lq_status lq_cuda_memcpy_h2d(void *dst, const void *src, size_t n);
 lq_status lq_cuda_memcpy_d2h(void *dst, const void *src, size_t n);
+lq_status lq_cuda_memcpy_d2d(void *dst, const void *src, size_t n);
 lq_status lq_cuda_synchronize(void);
 
 /*! lq_cuda_convert() : lq_convert_ref semantics on device pointers, for the
@@ -236,6 +237,7 @@ lq_status lq_cuda_rope(float *x, const int32_t *pos, int64_t n, int64_t n_heads,
 lq_status lq_cuda_attention(float *out, const float *q, const float *k_cache, const float *v_cache, int64_t n,
                             int64_t pos0, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t kv_stride);
 lq_status lq_cuda_swiglu(float *out, const float *gate, const float *up, int64_t n);
+lq_status lq_cuda_add(float *y, const float *x, int64_t n); /* y += x */
 lq_status lq_cuda_log_softmax(float *out, const float *logits, int64_t n, int64_t vocab);
 
 /* A complete forward pass on the GPU: weights uploaded once in their stored

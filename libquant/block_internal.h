@@ -23,11 +23,13 @@ typedef lq_status (*lq__capture_fn)(void *user, lq__cap_point p, const float *x,
 typedef struct {
     float   *xb, *q, *k, *v, *att, *ob, *g, *u;
     int32_t *pos;
-    int64_t  cap; /* tokens */
+    int64_t  cap;       /* tokens */
+    bool     on_device; /* buffers are device memory (_alloc_cuda) */
 } lq__block_scratch;
 
 lq_status lq__block_scratch_alloc(lq__block_scratch *s, const lq_llama_weights *w, int64_t n_tokens);
-void      lq__block_scratch_free(lq__block_scratch *s);
+lq_status lq__block_scratch_alloc_cuda(lq__block_scratch *s, const lq_llama_weights *w, int64_t n_tokens);
+void      lq__block_scratch_free(lq__block_scratch *s); /* either kind */
 
 /*! lq__block_forward() : x (n, dim) <- block `layer` applied to x, tokens at
  *  positions pos0 .. pos0+n-1; kc/vc hold this layer's cache (max positions
@@ -38,5 +40,16 @@ void      lq__block_scratch_free(lq__block_scratch *s);
 lq_status lq__block_forward(const lq_llama_weights *w, const lq_llama_layer *y, float *x, int64_t n, int64_t pos0,
                             float *kc, float *vc, const lq__block_scratch *s, bool ref, int n_threads,
                             lq__capture_fn cap, void *user, int stop_after);
+
+/*! lq__block_forward_cuda() : the same with the lq_cuda_* ops: x, kc, vc, the
+ *  scratch (from _alloc_cuda), inv_freq and every weight, norm and bias of
+ *  `y` are device pointers. The capture callback receives device pointers. */
+lq_status lq__block_forward_cuda(const lq_llama_weights *w, const lq_llama_layer *y, const float *inv_freq, float *x,
+                                 int64_t n, int64_t pos0, float *kc, float *vc, const lq__block_scratch *s,
+                                 lq__capture_fn cap, void *user, int stop_after);
+
+/* the runner's weights (model.c): block views for the quantization engines */
+struct lq_model;
+const lq_llama_weights *lq__model_weights(const struct lq_model *m);
 
 #endif

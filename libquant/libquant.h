@@ -8,6 +8,7 @@
  *   lq_kernels.h  compute kernels: _ref, OpenMP and CUDA (GPTQ solver included)
  *   lq_calib.h    calibration data: text, JSON Lines, token files -> windows
  *   lq_model.h    the Llama-family model runner (CPU and CUDA)
+ *   lq_gptq.h     block-by-block GPTQ over a calibration set (resumable)
  *   lq_eval.h     live perplexity and KL divergence against a base model
  *   lq_synth.h    random-weight checkpoints for benchmarks */
 #ifndef LIBQUANT_H
@@ -23,6 +24,7 @@
 #include "lq_calib.h"
 #include "lq_model.h"
 #include "lq_eval.h"
+#include "lq_gptq.h"
 #include "lq_synth.h"
 
 #endif

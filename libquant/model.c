@@ -57,6 +57,7 @@ lq_backend             lq_model_backend(const lq_model *m) { return m->p.backend
 int64_t                lq_model_max_seq(const lq_model *m) { return m->p.max_seq; }
 uint64_t               lq_model_weight_bytes(const lq_model *m) { return m->weight_bytes; }
 const lq_checkpoint   *lq_model_checkpoint(const lq_model *m) { return m->ck; }
+const lq_llama_weights *lq__model_weights(const lq_model *m) { return &m->w; }
 
 void lq_model_free(lq_model *m) {
     if (!m) return;

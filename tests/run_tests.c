@@ -29,6 +29,7 @@ static const struct {
     {"quant", lq_test_quant_suite},         {"qkernels", lq_test_qkernels_suite},
     {"gguf", lq_test_gguf_suite},           {"qformats", lq_test_qformats_suite},
     {"calib", lq_test_calib_suite},         {"gptq", lq_test_gptq_suite},
+    {"gptq_engine", lq_test_gptq_engine_suite},
 };
 
 /* ---- helpers for the suites ---- */

@@ -307,6 +307,15 @@ static const char *const MODEL_FILES[] = {"tokenizer.json",          "tokenizer.
                                           "special_tokens_map.json", "added_tokens.json", "vocab.json",
                                           "merges.txt",              "generation_config.json"};
 
+int cli_write_file(const char *path, const void *buf, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    int ok = fwrite(buf, 1, n, f) == n;
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) ok = 0;
+    if (fclose(f) != 0) ok = 0;
+    return ok ? 0 : -1;
+}
+
 int cli_copy_file(const char *from, const char *to) {
     FILE *a = fopen(from, "rb");
     if (!a) return -1;

@@ -89,6 +89,7 @@ int  cli_stage_begin(const char *out_dir, const char *input_dir, bool force, cha
 int  cli_stage_commit(char *stage, const char *out_dir, bool out_exists);
 void cli_remove_tree(const char *dir);
 int  cli_copy_file(const char *from, const char *to); /* fsynced; -1 with errno */
+int  cli_write_file(const char *path, const void *buf, size_t n); /* fsynced; -1 with errno */
 /* tokenizer and generation files from src_dir into stage (`tokenizer`, if
  * given, becomes tokenizer.model); the number copied, or -1 */
 int cli_copy_model_files(const char *src_dir, const char *stage, const char *tokenizer);

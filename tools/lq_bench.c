@@ -290,7 +290,8 @@ static void usage(FILE *f) {
             "usage: %s [options] [BENCH...]\n"
             "Benchmarks; each figure is printed with the ceiling it is compared with,\n"
             "measured in the same run. BENCH: kernels, qkernels (quantized matmuls),\n"
-            "quant (quantization throughput), cuda, model, convert (default: all).\n"
+            "quant (quantization throughput), cuda, model, convert, gptq (GPTQ time over\n"
+            "one forward pass on the calibration set) (default: all).\n"
             "\n"
             "options:\n"
             "  --dir DIR        [build/bench] where generated inputs and outputs go\n"
@@ -302,13 +303,91 @@ static void usage(FILE *f) {
             g_tool);
 }
 
+static lq_qtype bench_int4(const char *name, void *user) {
+    (void)name;
+    (void)user;
+    return LQ_QT_INT4_G128;
+}
+
+/* GPTQ (lq_gptq_run, int4_g128) on the 1B-like synthetic shape: wall time as a ratio to one forward pass over the
+ * same calibration windows (lq_model_forward, fresh KV cache per window). CPU: 2 of its 22 layers and 16 windows
+ * (the ratio does not depend on the depth); CUDA: the whole model and 128 windows of 512 tokens. */
+static int bench_gptq(const char *dir) {
+    const bool      cuda = lq_cuda_device_count() > 0;
+    char            path[1024];
+    lq_synth_params sp = lq_synth_default_params();
+    sp.n_layers        = cuda ? 22 : 2;
+    snprintf(path, sizeof path, "%s/synthetic-gptq-%lldL-f16", dir, (long long)sp.n_layers);
+    mkdir(dir, 0755);
+    fprintf(stderr, "bench: writing %s (synthetic)\n", path);
+    uint64_t n_params = 0;
+    if (lq_synth_write(path, &sp, &n_params) != LQ_OK) return 1;
+    const int64_t S = cuda ? 128 : 16, L = 512, N = S * L + 1;
+    int32_t      *ids = malloc((size_t)N * sizeof *ids);
+    if (!ids) return 1;
+    uint64_t x = 5;
+    for (int64_t i = 0; i < N; i++) {
+        x      = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        ids[i] = (int32_t)((x >> 33) % (uint64_t)sp.vocab);
+    }
+    lq_calib_params cp = lq_calib_default_params();
+    cp.n_samples       = S;
+    cp.seq_len         = L;
+    lq_calib_set *cs   = NULL;
+    if (lq_calib_from_tokens(ids, N, 1, &cp, &cs) != LQ_OK) return 1;
+    free(ids);
+    lq_model_params mp = lq_model_default_params();
+    mp.backend         = cuda ? LQ_BACKEND_CUDA : LQ_BACKEND_CPU;
+    mp.n_threads       = n_threads();
+    mp.max_seq         = L;
+    mp.max_batch       = L;
+    lq_model *m        = NULL;
+    if (lq_model_open(path, &mp, &m) != LQ_OK) return 1;
+    float *lg = malloc((size_t)sp.vocab * sizeof *lg);
+    if (!lg) return 1;
+    const double t0 = now_s();
+    for (int64_t i = 0; i < S; i++)
+        if (lq_model_forward(m, cs->tokens + i * L, L, 0, lg, true) != LQ_OK) return 1;
+    const double t_fwd = now_s() - t0;
+    lq_model_free(m);
+    lq_gptq_run_params gp = lq_gptq_run_default_params();
+    gp.backend            = cuda ? LQ_BACKEND_CUDA : LQ_BACKEND_CPU;
+    gp.n_threads          = n_threads();
+    gp.tmp_parent         = dir;
+    gp.no_fsync           = true;
+    lq_gptq_result *r     = NULL;
+    const double    t1    = now_s();
+    if (lq_gptq_run(path, cs, bench_int4, NULL, &gp, &r) != LQ_OK) return 1;
+    const double t_gptq = now_s() - t1;
+    printf("== gptq: synthetic Llama 1B-like shape, %lld layers (%.0fM params), int4_g128, %lld x %lld calibration "
+           "tokens, %s ==\n", (long long)sp.n_layers, (double)n_params / 1e6, (long long)S, (long long)L,
+           cuda ? lq_cuda_device_name() : "CPU");
+    printf("forward pass         : %8.2f s over the calibration windows\n", t_fwd);
+    printf("gptq                 : %8.2f s  ratio %.2f of one forward pass (goal <= 3 on CUDA)\n", t_gptq,
+           t_gptq / t_fwd);
+    if (cuda) printf("  1B-like absolute    : %.1f s (goal <= 30 s on an H100; GPTQModel's test budget 116 s)\n", t_gptq);
+    else
+        printf("  1B-like estimate    : %.0f s on this CPU for 22 layers and 128 windows (x%.0f)\n",
+               t_gptq * 11.0 * 8.0, 11.0 * 8.0);
+    lq_gptq_result_free(r);
+    lq_calib_free(cs);
+    free(lg);
+    char p[1200];
+    snprintf(p, sizeof p, "%s/model.safetensors", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/config.json", path);
+    unlink(p);
+    rmdir(path);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     cli_init("lq-bench");
     const char *dir = "build/bench";
     double      size_gb = 2.0;
     int64_t     reps = 3, threads = 0;
     bool        keep = false, want_convert = false, want_kernels = false, want_model = false, any = false;
-    bool        want_quant = false, want_qkernels = false, want_cuda = false;
+    bool        want_quant = false, want_qkernels = false, want_cuda = false, want_gptq = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -337,6 +416,8 @@ int main(int argc, char **argv) {
             want_qkernels = any = true;
         } else if (!strcmp(a, "cuda")) {
             want_cuda = any = true;
+        } else if (!strcmp(a, "gptq")) {
+            want_gptq = any = true;
         } else {
             cli_usage_error("unknown option or benchmark '%s'", a);
         }
@@ -368,6 +449,7 @@ int main(int argc, char **argv) {
     }
     if (!any || want_model) rc |= bench_model(dir, (int)reps);
     if (!any || want_convert) rc |= bench_convert(dir, size_gb, (int)reps);
+    if (!any || want_gptq) rc |= bench_gptq(dir);
     if (!keep) {
         char p[1200];
         snprintf(p, sizeof p, "%s/bench_f32.safetensors", dir);

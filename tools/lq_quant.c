@@ -3,6 +3,7 @@
  *   lq-quant --format gptq --type int4_g128 MODEL OUTDIR
  *   lq-quant --format compressed-tensors --type int8_ch MODEL OUTDIR
  *   lq-quant --format gguf --type q4_k MODEL out.gguf
+ *   lq-quant --method gptq --calib data.txt --format gptq --type int4_g128 MODEL OUTDIR
  *
  * Plan: every tensor gets a type. By default the Linear weights of the
  * decoder layers (q/k/v/o and gate/up/down projections) get --type, and
@@ -16,6 +17,12 @@
  * q6_k -> q8_0, then f16), otherwise the source dtype (listed in the
  * format's ignore/dynamic lists) or the given type; every fallback is named.
  *
+ * --method gptq runs lq_gptq_run (block by block over --calib windows,
+ * resumable with --work-dir) for every decoder Linear whose planned type is
+ * an INT type; everything else goes through the RTN path above. The output
+ * directory gets calibration.json (data sha256, windows, options, per-layer
+ * GPTQ losses; deterministic, no timings).
+ *
  * Output: OUTDIR is staged and renamed into place (GPTQ, compressed-tensors);
  * a .gguf file is written to a temporary and renamed. Nothing is left under
  * the output name on failure or Ctrl-C. */
@@ -24,6 +31,7 @@
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,13 +81,32 @@ static void usage(FILE *f) {
             "  --fallback F         [auto] for tensors the type cannot store: auto (gguf: llama.cpp's\n"
             "                       chain q4_k->q5_0, q6_k->q8_0, then f16; others: keep the source\n"
             "                       dtype), keep, error, or a type\n"
-            "  --method M           [rtn] round-to-nearest (GPTQ: lq-gptq, a later tool)\n"
+            "  --method M           [rtn] rtn (round-to-nearest) or gptq (needs --calib)\n"
             "  --clip-search        choose each group's scale to minimize the squared error\n"
             "                       (shrinks the range by 1.00..0.80) instead of absmax\n"
             "  --act-stats FILE     safetensors of F32 per-input-column weights named like the\n"
             "                       modules' weights (e.g. mean x^2 of the activations) for the\n"
             "                       clip search and the k-quant searches\n"
             "  --scale-dtype D      [f16] int/fp8 scales: f16, bf16 or f32 (GPTQ: f16)\n"
+            "GPTQ (--method gptq; ../shared/docs/REFERENCE.md 6.1):\n"
+            "  --calib FILE         calibration data: .txt[.gz], .jsonl[.gz] (field text), tokens\n"
+            "                       .bin/.u16 (uint16), .u32, .npy, .npz (input_ids)\n"
+            "  --calib-samples N    [128] windows       --calib-len L  [512] tokens per window\n"
+            "  --seed S             [0] window choice\n"
+            "  --act-order          quantize columns in decreasing Hessian-diagonal order (desc_act;\n"
+            "                       writes g_idx)\n"
+            "  --static-groups      group scales from the original weights (with --act-order: g_idx = k/G)\n"
+            "  --damp X             [0.01] relative damping of the Hessian (raised automatically on\n"
+            "                       Cholesky failure)\n"
+            "  --gptq-block N       [128] lazy-batch width\n"
+            "  --mse                search each group's range (|q-x|^2.4) instead of min/max\n"
+            "  --true-sequential    q,k,v -> o -> gate,up -> down, each on the outputs of the\n"
+            "                       already quantized parts of the block\n"
+            "  --work-dir DIR       keep finished blocks in DIR; rerunning the same command resumes\n"
+            "                       (other inputs or options are refused)\n"
+            "  --max-ram SIZE       stream activations through the work directory above SIZE\n"
+            "  --imatrix FILE       also write per-column sum x^2 and counts (usable by --act-stats)\n"
+            "  --device D           [auto] auto, cpu or cuda\n"
             "output:\n"
             "  --tokenizer FILE     tokenizer for the output (default: MODEL's tokenizer files;\n"
             "                       GGUF embeds it: tokenizer.model, tokenizer.json, tokenizer.bin)\n"
@@ -204,12 +231,123 @@ static const char *find_tokenizer(const lq_checkpoint *ck, const char *in_path, 
     return NULL;
 }
 
+typedef struct {
+    const job *jobs;
+    int64_t    n;
+} type_ctx;
+
+/* GPTQ takes the decoder Linears whose planned (post-fallback) type is an INT type */
+static lq_qtype gptq_type_of(const char *name, void *user) {
+    const type_ctx *c = user;
+    for (int64_t i = 0; i < c->n; i++) {
+        const job *j = &c->jobs[i];
+        if (j->skip || strcmp(j->src->name, name) != 0) continue;
+        return lq_qtype_traits_of(j->type)->kind == LQ_QK_INT ? j->type : LQ_QT_NONE;
+    }
+    return LQ_QT_NONE;
+}
+
+typedef struct {
+    const char     *calib_path;
+    lq_calib_set   *cs;
+    lq_gptq_result *gr;
+    lq_gptq_params  sp;
+    bool            true_seq;
+    int64_t         seed;
+} gptq_info;
+
+/* the calibration and GPTQ record: calibration.json in the output and "gptq" in --json (timings only there) */
+static void gptq_json(lq_json_writer *w, const gptq_info *g, bool timings) {
+    const char *base = strrchr(g->calib_path, '/');
+    lq_json_obj_begin(w);
+    lq_json_key(w, "method");
+    lq_json_str(w, "gptq");
+    lq_json_key(w, "calibration");
+    lq_json_obj_begin(w);
+    lq_json_key(w, "file");
+    lq_json_str(w, base ? base + 1 : g->calib_path);
+    lq_json_key(w, "kind");
+    lq_json_str(w, lq_calib_kind_name(g->cs->kind));
+    lq_json_key(w, "sha256");
+    lq_json_str(w, g->cs->sha256);
+    lq_json_key(w, "bytes");
+    lq_json_u64(w, g->cs->file_bytes);
+    lq_json_key(w, "stream_tokens");
+    lq_json_i64(w, g->cs->n_stream);
+    lq_json_key(w, "samples");
+    lq_json_i64(w, g->cs->n_samples);
+    lq_json_key(w, "seq_len");
+    lq_json_i64(w, g->cs->seq_len);
+    lq_json_key(w, "seed");
+    lq_json_i64(w, g->seed);
+    lq_json_key(w, "bos");
+    lq_json_i64(w, g->cs->bos_id);
+    lq_json_key(w, "window_offsets");
+    lq_json_arr_begin(w);
+    for (int64_t i = 0; i < g->cs->n_samples; i++) lq_json_i64(w, g->cs->offsets[i]);
+    lq_json_arr_end(w);
+    lq_json_obj_end(w);
+    lq_json_key(w, "options");
+    lq_json_obj_begin(w);
+    lq_json_key(w, "act_order");
+    lq_json_bool(w, g->sp.act_order);
+    lq_json_key(w, "static_groups");
+    lq_json_bool(w, g->sp.static_groups);
+    lq_json_key(w, "mse");
+    lq_json_bool(w, g->sp.mse);
+    lq_json_key(w, "damp");
+    lq_json_f64(w, g->sp.damp);
+    lq_json_key(w, "block_size");
+    lq_json_i64(w, g->sp.block_size);
+    lq_json_key(w, "true_sequential");
+    lq_json_bool(w, g->true_seq);
+    lq_json_obj_end(w);
+    lq_json_key(w, "fingerprint");
+    lq_json_str(w, lq_gptq_result_fingerprint(g->gr));
+    if (timings) {
+        lq_json_key(w, "resumed_blocks");
+        lq_json_i64(w, lq_gptq_result_resumed_blocks(g->gr));
+    }
+    lq_json_key(w, "layers");
+    lq_json_arr_begin(w);
+    for (int64_t i = 0; i < lq_gptq_result_count(g->gr); i++) {
+        const lq_gptq_layer *l = lq_gptq_result_layer(g->gr, i);
+        lq_json_obj_begin(w);
+        lq_json_key(w, "name");
+        lq_json_str(w, l->name);
+        lq_json_key(w, "type");
+        lq_json_str(w, lq_qtype_name(l->q.qtype));
+        lq_json_key(w, "loss");
+        lq_json_f64(w, l->stats.loss);
+        lq_json_key(w, "damp");
+        lq_json_f64(w, l->stats.damp);
+        lq_json_key(w, "dead_columns");
+        lq_json_i64(w, l->stats.dead_cols);
+        lq_json_key(w, "retries");
+        lq_json_i64(w, l->stats.retries);
+        lq_json_key(w, "act_order_g_idx");
+        lq_json_bool(w, l->q.g_idx != NULL);
+        if (timings) {
+            lq_json_key(w, "seconds");
+            lq_json_f64(w, l->seconds);
+        }
+        lq_json_obj_end(w);
+    }
+    lq_json_arr_end(w);
+    lq_json_obj_end(w);
+}
+
 int main(int argc, char **argv) {
     cli_init("lq-quant");
     const char *in_path = NULL, *out_path = NULL, *format_s = NULL, *type_s = NULL, *fallback_s = "auto";
     const char *method = "rtn", *tokenizer = NULL, *act_stats = NULL, *scale_s = "f16";
     cli_out_opts oo = {0};
     bool        clip = false;
+    const char *calib_path = NULL, *work_dir = NULL, *imatrix_path = NULL, *device = "auto";
+    int64_t     calib_samples = 128, calib_len = 512, seed = 0, gptq_block = 128;
+    double      damp          = 0.01;
+    uint64_t    max_ram       = 0;
+    bool        act_order = false, static_groups = false, mse = false, true_seq = false;
     int64_t     n_threads = 0;
     rule        rules[MAX_RULES];
     int         n_rules = 0;
@@ -248,6 +386,39 @@ int main(int argc, char **argv) {
             fallback_s = cli_value(argc, argv, &i);
         } else if (!strcmp(a, "--method")) {
             method = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--calib")) {
+            calib_path = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--calib-samples") || !strcmp(a, "--calib-len") || !strcmp(a, "--seed") ||
+                   !strcmp(a, "--gptq-block")) {
+            const char *v   = cli_value(argc, argv, &i);
+            int64_t    *dst = !strcmp(a, "--calib-samples") ? &calib_samples
+                              : !strcmp(a, "--calib-len")   ? &calib_len
+                              : !strcmp(a, "--seed")        ? &seed
+                                                            : &gptq_block;
+            if (!cli_parse_i64(v, dst == &seed ? 0 : 1, dst == &calib_len ? (1 << 20) : INT32_MAX, dst))
+                cli_usage_error("%s: '%s' is not a valid number", a, v);
+        } else if (!strcmp(a, "--damp")) {
+            const char *v = cli_value(argc, argv, &i);
+            if (!cli_parse_f64(v, &damp) || !(damp >= 0 && damp < 10)) cli_usage_error("--damp: '%s' is not in [0, 10)", v);
+        } else if (!strcmp(a, "--act-order")) {
+            act_order = true;
+        } else if (!strcmp(a, "--static-groups")) {
+            static_groups = true;
+        } else if (!strcmp(a, "--mse")) {
+            mse = true;
+        } else if (!strcmp(a, "--true-sequential")) {
+            true_seq = true;
+        } else if (!strcmp(a, "--work-dir")) {
+            work_dir = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--max-ram")) {
+            const char *v = cli_value(argc, argv, &i);
+            if (!cli_parse_size(v, &max_ram)) cli_usage_error("--max-ram: '%s' is not a size (e.g. 8GB)", v);
+        } else if (!strcmp(a, "--imatrix")) {
+            imatrix_path = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--device")) {
+            device = cli_value(argc, argv, &i);
+            if (strcmp(device, "auto") && strcmp(device, "cpu") && strcmp(device, "cuda"))
+                cli_usage_error("--device: '%s' is not auto, cpu or cuda", device);
         } else if (!strcmp(a, "--clip-search")) {
             clip = true;
         } else if (!strcmp(a, "--act-stats")) {
@@ -273,8 +444,12 @@ int main(int argc, char **argv) {
     const uint64_t max_shard = oo.max_shard;
     const bool     force = oo.force, dry = oo.dry_run, json = oo.json, no_fsync = oo.no_fsync;
     if (!in_path || !out_path) cli_usage_error("need MODEL and OUTPUT");
-    if (strcmp(method, "rtn") != 0)
-        cli_usage_error("--method: '%s' is not available in lq-quant (rtn); GPTQ is a separate tool", method);
+    const bool gptq = !strcmp(method, "gptq");
+    if (!gptq && strcmp(method, "rtn") != 0) cli_usage_error("--method: '%s' is not rtn or gptq", method);
+    if (gptq && !calib_path) cli_usage_error("--method gptq needs --calib FILE");
+    if (!gptq && (calib_path || work_dir || imatrix_path || act_order || static_groups || mse || true_seq))
+        cli_usage_error("--calib, --work-dir, --imatrix, --act-order, --static-groups, --mse and --true-sequential "
+                        "go with --method gptq");
     out_format fmt;
     const size_t ol = strlen(out_path);
     if (!format_s) {
@@ -293,6 +468,9 @@ int main(int argc, char **argv) {
         fmt = OUT_GGUF;
     else
         cli_usage_error("--format: '%s' is not gptq, gptq_v2, compressed-tensors or gguf", format_s);
+    if (gptq && fmt == OUT_GGUF)
+        cli_usage_error("--method gptq: GGUF has no type for GPTQ's integer codes and group scales; use --format "
+                        "gptq, gptq_v2 or compressed-tensors");
     lq_qtype def_type = fmt == OUT_GGUF ? LQ_QT_Q8_0 : LQ_QT_INT4_G128;
     if (type_s && !parse_type(type_s, &def_type)) cli_usage_error("--type: unknown type '%s' (see --help)", type_s);
     if (!type_fits_format(def_type, fmt))
@@ -331,6 +509,10 @@ int main(int argc, char **argv) {
     lq_checkpoint *ck = NULL, *stats = NULL;
     job           *jobs = NULL;
     lq_qtensor    *qt = NULL;
+    gptq_info      gi;
+    memset(&gi, 0, sizeof gi);
+    gi.calib_path = calib_path;
+    double t_gptq = 0;
     char           stage[PATH_MAX] = "";
     lq_status      st = lq_checkpoint_open(in_path, &ck);
     if (st != LQ_OK) {
@@ -472,6 +654,83 @@ int main(int argc, char **argv) {
         goto done;
     }
 
+    /* ---- GPTQ ---- */
+    if (gptq) {
+        const double t_g = now_s();
+        char         tokbuf[PATH_MAX];
+        const char  *tokp = find_tokenizer(ck, in_path, tokenizer, tokbuf, sizeof tokbuf);
+        lq_tokenizer *tok = NULL;
+        if (tokp && (st = lq_tokenizer_open(tokp, (int32_t)cfg.vocab_size, &tok)) != LQ_OK) {
+            cli_error_status(tokp, st);
+            goto done;
+        }
+        lq_calib_params cp = lq_calib_default_params();
+        cp.n_samples       = calib_samples;
+        cp.seq_len         = calib_len;
+        cp.seed            = (uint64_t)seed;
+        cp.vocab_size      = cfg.vocab_size;
+        st                 = lq_calib_load(calib_path, tok, &cp, &gi.cs);
+        lq_tokenizer_free(tok);
+        if (st != LQ_OK) {
+            cli_error_status(calib_path, st);
+            goto done;
+        }
+        /* everything in the plan that shapes GPTQ's result goes into the work directory's fingerprint */
+        size_t cap = 64, len = 0;
+        for (int64_t i = 0; i < n; i++) cap += strlen(jobs[i].src->name) + 24;
+        char *opts = malloc(cap);
+        if (!opts) {
+            cli_error("out of memory");
+            goto done;
+        }
+        len += (size_t)snprintf(opts + len, cap - len, "scale_dtype=%s\n", lq_dtype_name(qp.scale_dtype));
+        for (int64_t i = 0; i < n; i++)
+            if (!jobs[i].skip && len < cap)
+                len += (size_t)snprintf(opts + len, cap - len, "%s=%s\n", jobs[i].src->name, lq_qtype_name(jobs[i].type));
+        type_ctx           tc = {jobs, n};
+        lq_gptq_run_params gp = lq_gptq_run_default_params();
+        gp.solver.act_order     = act_order;
+        gp.solver.static_groups = static_groups;
+        gp.solver.mse           = mse;
+        gp.solver.damp          = damp;
+        gp.solver.block_size    = (int)gptq_block;
+        gp.solver.scale_dtype   = qp.scale_dtype;
+        gp.true_sequential      = true_seq;
+        gp.backend = !strcmp(device, "cpu") ? LQ_BACKEND_CPU : !strcmp(device, "cuda") ? LQ_BACKEND_CUDA : LQ_BACKEND_AUTO;
+        gp.n_threads            = (int)n_threads;
+        gp.work_dir             = work_dir;
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof parent, "%s", out_path);
+        char *slash = strrchr(parent, '/');
+        if (slash)
+            *slash = 0;
+        else
+            snprintf(parent, sizeof parent, ".");
+        gp.tmp_parent    = parent;
+        gp.max_ram       = max_ram;
+        gp.options_text  = opts;
+        gp.no_fsync      = no_fsync;
+        gp.progress      = cli_progress;
+        gi.sp            = gp.solver;
+        gi.true_seq      = true_seq;
+        gi.seed          = seed;
+        st               = lq_gptq_run(in_path, gi.cs, gptq_type_of, &tc, &gp, &gi.gr);
+        free(opts);
+        cli_progress_end();
+        if (st != LQ_OK) {
+            cli_error_status(work_dir ? work_dir : in_path, st);
+            goto done;
+        }
+        if (lq_gptq_result_resumed_blocks(gi.gr) > 0)
+            DISPLAY(2, "%s: resumed: %lld block(s) were already done in %s\n", g_tool,
+                    (long long)lq_gptq_result_resumed_blocks(gi.gr), work_dir);
+        if (imatrix_path && (st = lq_gptq_write_imatrix(gi.gr, gi.cs, imatrix_path, no_fsync)) != LQ_OK) {
+            cli_error_status(imatrix_path, st);
+            goto done;
+        }
+        t_gptq = now_s() - t_g;
+    }
+
     /* ---- quantize ---- */
     const double t0 = now_s();
     uint64_t     src_quant_bytes = 0;
@@ -499,6 +758,14 @@ int main(int argc, char **argv) {
                 goto done;
             }
             q->data = j->data;
+            continue;
+        }
+        const lq_gptq_layer *gl = gi.gr ? lq_gptq_result_find(gi.gr, t->name) : NULL;
+        if (gl) {
+            q->data   = gl->q.data;
+            q->scales = gl->q.scales;
+            q->zeros  = gl->q.zeros;
+            q->g_idx  = gl->q.g_idx;
             continue;
         }
         const uint64_t rb = lq_qtype_row_bytes(j->type, j->cols);
@@ -601,6 +868,19 @@ int main(int argc, char **argv) {
             src_dir = l2c_dir;
         }
         if (cli_copy_model_files(src_dir, stage, tokenizer) < 0) goto done;
+        if (gi.gr) {
+            lq_json_writer *w = lq_json_writer_init(2);
+            gptq_json(w, &gi, false);
+            char  *text = NULL, mpath[PATH_MAX];
+            size_t tlen = 0;
+            if (lq_json_writer_finish(w, &text, &tlen) != LQ_OK || !cli_join(mpath, sizeof mpath, stage, "calibration.json") ||
+                cli_write_file(mpath, text, tlen) != 0) {
+                lq_free(text);
+                cli_error("%s: cannot write calibration.json", out_path);
+                goto done;
+            }
+            lq_free(text);
+        }
         if (cli_stage_commit(stage, out_path, out_exists) != 0) goto done;
     }
     const double t_write = now_s() - t1;
@@ -677,6 +957,17 @@ int main(int argc, char **argv) {
         lq_json_f64(w, t_quant);
         lq_json_key(w, "write_seconds");
         lq_json_f64(w, t_write);
+        if (gi.gr) {
+            lq_json_key(w, "gptq_seconds");
+            lq_json_f64(w, t_gptq);
+            lq_json_key(w, "gptq");
+            gptq_json(w, &gi, true);
+        }
+        struct rusage ru;
+        if (getrusage(RUSAGE_SELF, &ru) == 0) {
+            lq_json_key(w, "peak_rss_bytes");
+            lq_json_u64(w, (uint64_t)ru.ru_maxrss * 1024u);
+        }
         lq_json_obj_end(w);
         char  *text;
         size_t len;
@@ -706,6 +997,8 @@ done:
         }
     free(jobs);
     free(qt);
+    lq_gptq_result_free(gi.gr);
+    lq_calib_free(gi.cs);
     for (int r = 0; r < n_rules; r++) regfree(&rules[r].re);
     lq_checkpoint_close(stats);
     lq_checkpoint_close(ck);

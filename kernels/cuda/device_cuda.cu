@@ -68,6 +68,13 @@ extern "C" lq_status lq_cuda_memcpy_h2d(void *dst, const void *src, size_t n) {
     return LQ_OK;
 }
 
+extern "C" lq_status lq_cuda_memcpy_d2d(void *dst, const void *src, size_t n) {
+    if (n == 0) return LQ_OK;
+    LQ_RETURN_IF(dst == NULL || src == NULL, LQ_ERR_INVALID_ARG, "NULL buffer for %zu bytes", n);
+    LQ_CUDA_TRY(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToDevice));
+    return LQ_OK;
+}
+
 extern "C" lq_status lq_cuda_memcpy_d2h(void *dst, const void *src, size_t n) {
     if (n == 0) return LQ_OK;
     LQ_RETURN_IF(dst == NULL || src == NULL, LQ_ERR_INVALID_ARG, "NULL buffer for %zu bytes", n);

@@ -193,6 +193,11 @@ static __global__ void swiglu_kernel(float *out, const float *gate, const float 
     }
 }
 
+static __global__ void add_kernel(float *y, const float *__restrict__ x, int64_t n) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) y[i] = __fadd_rn(y[i], x[i]);
+}
+
 /* out (n, vocab) = l - (max + log Σ exp(l - max)), the sum in f64 */
 static __global__ void log_softmax_kernel(float *out, const float *logits, int64_t n, int64_t vocab) {
     __shared__ float  redf[33];
@@ -380,6 +385,15 @@ extern "C" lq_status lq_cuda_swiglu(float *out, const float *gate, const float *
     if (n == 0) return LQ_OK;
     LQ_RETURN_IF(out == NULL || gate == NULL || up == NULL, LQ_ERR_INVALID_ARG, "swiglu: NULL buffer");
     return finish(lq__cuda_swiglu(out, gate, up, n), "swiglu");
+}
+
+extern "C" lq_status lq_cuda_add(float *y, const float *x, int64_t n) {
+    LQ_RETURN_IF(n < 0, LQ_ERR_SHAPE, "add: n = %lld", (long long)n);
+    if (n == 0) return LQ_OK;
+    LQ_RETURN_IF(y == NULL || x == NULL, LQ_ERR_INVALID_ARG, "add: NULL buffer");
+    add_kernel<<<lq__grid_for(n, EW_BLOCK), EW_BLOCK>>>(y, x, n);
+    LQ_CUDA_TRY(cudaGetLastError());
+    return finish(LQ_OK, "add");
 }
 
 extern "C" lq_status lq_cuda_log_softmax(float *out, const float *logits, int64_t n, int64_t vocab) {

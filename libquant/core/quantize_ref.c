@@ -22,6 +22,7 @@
  * errors. */
 #include "lq_internal.h"
 #include "lq_qtypes.h"
+#include "quant_internal.h"
 
 #include <float.h>
 #include <math.h>
@@ -904,3 +905,16 @@ lq_status lq_dequantize_ref(lq_qtype t, const void *data, const float *scales, c
     }
     return LQ_OK;
 }
+
+/* ==== internal wrappers (quant_internal.h): the INT rule for other quantizers (GPTQ) ==== */
+
+void lq__int_group_params(int bits, bool sym, lq_dtype sd, float lo, float hi, float amax, float r, float *s, int *z) {
+    const int_spec sp = {bits, (1 << bits) - 1, sym, sd};
+    int_params(&sp, lo, hi, amax, r, s, z);
+}
+
+unsigned lq__int_code(float x, float s, int z, int qmax) { return int_code(x, s, z, qmax); }
+
+void lq__put_code(uint8_t *row, int64_t k, int bits, unsigned u) { put_code(row, k, bits, u); }
+
+unsigned lq__get_code(const uint8_t *row, int64_t k, int bits) { return get_code(row, k, bits); }
