@@ -616,13 +616,14 @@ typedef struct {
     uint8_t *data;
     float   *scales;
     uint8_t *zeros;
+    int32_t *g_idx;
     char    *name;
 } owned_parts;
 
-static lq_status alloc_owned(size_t data, size_t n_scales, size_t n_zeros, const char *prefix, owned_parts *o,
-                             void **block) {
+static lq_status alloc_owned(size_t data, size_t n_scales, size_t n_zeros, size_t n_gidx, const char *prefix,
+                             owned_parts *o, void **block) {
     const size_t nl = strlen(prefix) + 8;
-    size_t       total = al64(data) + al64(n_scales * 4) + al64(n_zeros) + nl;
+    size_t       total = al64(data) + al64(n_scales * 4) + al64(n_zeros) + al64(n_gidx * 4) + nl;
     uint8_t     *b     = lq_calloc(1, total);
     LQ_RETURN_IF(!b, LQ_ERR_NOMEM, "out of memory (%zu bytes)", total);
     size_t off = 0;
@@ -632,6 +633,8 @@ static lq_status alloc_owned(size_t data, size_t n_scales, size_t n_zeros, const
     off += al64(n_scales * 4);
     o->zeros = n_zeros ? b + off : NULL;
     off += al64(n_zeros);
+    o->g_idx = n_gidx ? (int32_t *)(void *)(b + off) : NULL;
+    off += al64(n_gidx * 4);
     o->name = (char *)b + off;
     snprintf(o->name, nl, "%s.weight", prefix);
     *block = b;
@@ -654,16 +657,42 @@ static lq_status load_plain(const char *label, const lq_checkpoint *ck, const ch
     return LQ_OK;
 }
 
+/* a g_idx as hostile input: I32 [cols], values in [0, cols/G), every group exactly G columns (act-order GPTQ's
+ * floor(rank / G)); *trivial when it is k / G (the plain layout) */
 static lq_status check_g_idx(const char *label, const char *prefix, const lq_tensor_info *gi, int64_t cols,
-                             int64_t G) {
+                             int64_t G, bool *trivial) {
     static const lq_dtype i32[] = {LQ_DTYPE_I32};
     LQ_TRY(expect(label, prefix, gi, i32, 1, 1, cols, 0));
-    const uint8_t *p = gi->data;
-    for (int64_t k = 0; k < cols; k++)
-        LQ_RETURN_IF((int32_t)load_u32(p + 4 * k) != k / G, LQ_ERR_UNSUPPORTED,
-                     "%s: module '%s': act-order g_idx is not supported yet (g_idx[%lld] = %d, expected %lld)", label,
-                     prefix, (long long)k, (int)(int32_t)load_u32(p + 4 * k), (long long)(k / G));
+    const uint8_t *p  = gi->data;
+    const int64_t  ng = cols / G;
+    int64_t       *cnt = lq_calloc((size_t)(ng ? ng : 1), sizeof *cnt);
+    LQ_RETURN_IF(!cnt, LQ_ERR_NOMEM, "out of memory");
+    *trivial = true;
+    for (int64_t k = 0; k < cols; k++) {
+        const int32_t g = (int32_t)load_u32(p + 4 * k);
+        if (g < 0 || g >= ng) {
+            lq_free(cnt);
+            LQ_RETURN_IF(1, LQ_ERR_FORMAT, "%s: module '%s': g_idx[%lld] = %d is outside [0, %lld)", label, prefix,
+                         (long long)k, (int)g, (long long)ng);
+        }
+        cnt[g]++;
+        *trivial &= g == k / G;
+    }
+    for (int64_t g = 0; g < ng; g++)
+        if (cnt[g] != G) {
+            const int64_t c = cnt[g];
+            lq_free(cnt);
+            LQ_RETURN_IF(1, LQ_ERR_UNSUPPORTED,
+                         "%s: module '%s': g_idx gives group %lld %lld columns; act-order layouts need exactly %lld",
+                         label, prefix, (long long)g, (long long)c, (long long)G);
+        }
+    lq_free(cnt);
     return LQ_OK;
+}
+
+static void copy_g_idx(const lq_tensor_info *gi, int64_t cols, int32_t *dst) {
+    const uint8_t *p = gi->data;
+    for (int64_t k = 0; k < cols; k++) dst[k] = (int32_t)load_u32(p + 4 * k);
 }
 
 static const lq_dtype k_scale_dtypes[] = {LQ_DTYPE_F16, LQ_DTYPE_BF16, LQ_DTYPE_F32};
@@ -710,7 +739,8 @@ static lq_status load_gptq(const char *label, const lq_checkpoint *ck, const lq_
     LQ_TRY(expect(label, prefix, qz, i32, 1, 2, ng, zw));
     LQ_TRY(expect(label, prefix, sc, k_scale_dtypes, 3, 2, ng, rows));
     const lq_tensor_info *gi = find(ck, prefix, "g_idx");
-    if (gi) LQ_TRY(check_g_idx(label, prefix, gi, cols, G));
+    bool                  gi_trivial = true;
+    if (gi) LQ_TRY(check_g_idx(label, prefix, gi, cols, G, &gi_trivial));
 
     /* zero points: v1 stores z - 1 */
     const bool     v1 = qc->format == LQ_QFMT_GPTQ;
@@ -732,8 +762,9 @@ static lq_status load_gptq(const char *label, const lq_checkpoint *ck, const lq_
                  prefix, bits, (long long)group);
     const size_t row_bytes = (size_t)kw * 4;
     owned_parts  o;
-    LQ_TRY(alloc_owned((size_t)rows * row_bytes, (size_t)(rows * ng), is_sym ? 0 : (size_t)(rows * ng), prefix, &o,
-                       owned));
+    LQ_TRY(alloc_owned((size_t)rows * row_bytes, (size_t)(rows * ng), is_sym ? 0 : (size_t)(rows * ng),
+                       gi_trivial ? 0 : (size_t)cols, prefix, &o, owned));
+    if (!gi_trivial) copy_g_idx(gi, cols, o.g_idx);
     const uint8_t *wd = qw->data;
     for (int64_t w = 0; w < kw; w++)
         for (int64_t n = 0; n < rows; n++) memcpy(o.data + (size_t)n * row_bytes + 4 * (size_t)w, wd + 4 * (size_t)(w * rows + n), 4);
@@ -753,6 +784,7 @@ static lq_status load_gptq(const char *label, const lq_checkpoint *ck, const lq_
     out->data        = o.data;
     out->scales      = o.scales;
     out->zeros       = o.zeros;
+    out->g_idx       = o.g_idx;
     out->scale_dtype = sc->dtype;
     return LQ_OK;
 }
@@ -856,7 +888,8 @@ static lq_status load_ct_int(const char *label, const lq_checkpoint *ck, const c
         LQ_TRY(expect(label, prefix, w, i8, 1, 2, rows, cols));
     }
     const lq_tensor_info *gi = find(ck, prefix, "weight_g_idx");
-    if (gi) LQ_TRY(check_g_idx(label, prefix, gi, cols, G));
+    bool                  gi_trivial = true;
+    if (gi) LQ_TRY(check_g_idx(label, prefix, gi, cols, G, &gi_trivial));
     const lq_tensor_info *zp = NULL;
     if (!grp->sym) {
         zp = require(label, prefix, ck, "weight_zero_point", &st);
@@ -868,7 +901,8 @@ static lq_status load_ct_int(const char *label, const lq_checkpoint *ck, const c
     }
     owned_parts o;
     LQ_TRY(alloc_owned(borrow ? 0 : (size_t)rows * row_bytes, (size_t)(rows * ng), grp->sym ? 0 : (size_t)(rows * ng),
-                       prefix, &o, owned));
+                       gi_trivial ? 0 : (size_t)cols, prefix, &o, owned));
+    if (!gi_trivial) copy_g_idx(gi, cols, o.g_idx);
     st = load_ct_scales(label, prefix, ck, rows, ng, false, &o, out);
     if (st == LQ_OK && packed && !borrow) {
         for (int64_t r = 0; r < rows; r++)
@@ -928,6 +962,7 @@ static lq_status load_ct_int(const char *label, const lq_checkpoint *ck, const c
     out->data     = borrow ? w->data : o.data;
     out->scales   = o.scales;
     out->zeros    = o.zeros;
+    out->g_idx    = o.g_idx;
     return LQ_OK;
 }
 
@@ -948,7 +983,7 @@ static lq_status load_ct_fp8(const char *label, const lq_checkpoint *ck, const c
     static const lq_dtype f8[] = {LQ_DTYPE_F8_E4M3};
     LQ_TRY(expect(label, prefix, w, f8, 1, 2, rows, cols));
     owned_parts o;
-    LQ_TRY(alloc_owned(0, ch ? (size_t)rows : 1, 0, prefix, &o, owned));
+    LQ_TRY(alloc_owned(0, ch ? (size_t)rows : 1, 0, 0, prefix, &o, owned));
     st = load_ct_scales(label, prefix, ck, rows, 1, tensor, &o, out);
     if (st != LQ_OK) {
         lq_free(*owned);

@@ -14,7 +14,7 @@
  *   qzeros  I32 [G, N*b/32]  row g = the stream of the N zero points of group
  *                            g; v1 ("gptq") stores (z - 1) & (2^b - 1),
  *                            v2 ("gptq_v2") stores z;
- *   scales  F16 [G, N]; g_idx I32 [K] = k / group.
+ *   scales  F16 [G, N]; g_idx I32 [K] = k / group, or the act-order g_idx given (desc_act true).
  * compressed-tensors (pack_quantized/helpers.py pack_to_int32, dense since
  *   vllm-project/compressed-tensors#715): weight_packed I32 [N, ceil(K*b/32)]
  *   is exactly the lq rows; weight_scale [N, K/G] ([N, 1] per channel) in the
@@ -164,7 +164,8 @@ static uint64_t job_elem(const job *j, uint64_t idx) {
         const uint64_t g = idx / (uint64_t)j->rows, n = idx % (uint64_t)j->rows;
         return lq_f32_to_f16(j->t->scales[n * (uint64_t)j->n_groups + g]);
     }
-    case JOB_GPTQ_GIDX: return (uint32_t)(int32_t)((int64_t)idx / j->group);
+    case JOB_GPTQ_GIDX:
+        return j->t->g_idx ? (uint32_t)j->t->g_idx[idx] : (uint32_t)(int32_t)((int64_t)idx / j->group);
     case JOB_CT_SCALES: return scale_bits(j->t->scales[idx], j->sdt);
     case JOB_CT_ZEROS: {
         const zctx c = {j, (int64_t)(idx % (uint64_t)j->n_groups)};
@@ -244,6 +245,22 @@ static bool scale_exact(float s, lq_dtype dt) {
 }
 
 /* Validates one tensor against the format before anything is written. */
+/* a g_idx that is not k / G (act-order) */
+static bool act_ordered(const lq_qtensor *t) {
+    const lq_qtype_traits *tr = lq_qtype_traits_of(t->qtype);
+    if (!t->g_idx || tr->kind != LQ_QK_INT) return false;
+    const int64_t cols = t->shape[1], G = tr->group > 0 ? tr->group : cols;
+    for (int64_t k = 0; k < cols; k++)
+        if (t->g_idx[k] != k / G) return true;
+    return false;
+}
+
+static bool any_act_ordered(const lq_qtensor *t, int64_t n, lq_qtype only) {
+    for (int64_t i = 0; i < n; i++)
+        if ((only == LQ_QT_NONE || t[i].qtype == only) && act_ordered(&t[i])) return true;
+    return false;
+}
+
 static lq_status check_tensor(const char *dir, const lq_qtensor *t, lq_qformat f) {
     LQ_RETURN_IF(!t->name || !t->name[0], LQ_ERR_INVALID_ARG, "%s: a tensor has no name", dir);
     const lq_qtype_traits *tr = lq_qtype_traits_of(t->qtype);
@@ -268,6 +285,31 @@ static lq_status check_tensor(const char *dir, const lq_qtensor *t, lq_qformat f
     const bool has_z = lq_qtype_has_zeros(t->qtype);
     LQ_RETURN_IF(has_z && !t->zeros, LQ_ERR_INVALID_ARG, "%s: tensor '%s': %s needs zero points", dir, t->name,
                  tr->name);
+    if (t->g_idx) {
+        LQ_RETURN_IF(tr->kind != LQ_QK_INT, LQ_ERR_INVALID_ARG, "%s: tensor '%s': g_idx on a %s tensor", dir, t->name,
+                     tr->name);
+        const int64_t G = tr->group > 0 ? tr->group : cols, ng = lq_qtype_n_groups(t->qtype, cols);
+        int64_t      *cnt = lq_calloc((size_t)ng, sizeof *cnt);
+        LQ_RETURN_IF(!cnt, LQ_ERR_NOMEM, "out of memory");
+        lq_status st = LQ_OK;
+        for (int64_t k = 0; k < cols && st == LQ_OK; k++) {
+            if (t->g_idx[k] < 0 || t->g_idx[k] >= ng) {
+                LQ_LOG_ERR("%s: tensor '%s': g_idx[%lld] = %d is outside [0, %lld)", dir, t->name, (long long)k,
+                           (int)t->g_idx[k], (long long)ng);
+                st = LQ_ERR_INVALID_ARG;
+            } else {
+                cnt[t->g_idx[k]]++;
+            }
+        }
+        for (int64_t g = 0; g < ng && st == LQ_OK; g++)
+            if (cnt[g] != G) {
+                LQ_LOG_ERR("%s: tensor '%s': g_idx gives group %lld %lld columns, not %lld", dir, t->name,
+                           (long long)g, (long long)cnt[g], (long long)G);
+                st = LQ_ERR_INVALID_ARG;
+            }
+        lq_free(cnt);
+        LQ_TRY(st);
+    }
     /* GPTQ scales are F16 whatever the source dtype: exact conversions only */
     const lq_dtype sdt = is_gptq(f) ? LQ_DTYPE_F16 : t->scale_dtype;
     const int64_t  ns  = lq_qtype_n_scales(t->qtype, rows, cols);
@@ -361,7 +403,7 @@ static job *new_job(plan *p, job_kind k, const lq_qtensor *t, unsigned esize) {
     return j;
 }
 
-static lq_status plan_tensor(plan *p, const lq_qtensor *t, lq_qformat f, lq_dtype model_dtype) {
+static lq_status plan_tensor(plan *p, const lq_qtensor *t, lq_qformat f, lq_dtype model_dtype, bool ct_gidx) {
     const lq_qtype_traits *tr = lq_qtype_traits_of(t->qtype);
     const unsigned         mb = lq_dtype_traits_of(model_dtype)->bits;
     if (tr->kind == LQ_QK_KEEP) {
@@ -414,6 +456,8 @@ static lq_status plan_tensor(plan *p, const lq_qtensor *t, lq_qformat f, lq_dtyp
     shp[0]       = rows;
     shp[1]       = cols;
     LQ_TRY(add_entry(p, module, "weight_shape", LQ_DTYPE_I64, 1, 2, 0, shp, NULL));
+    if (ct_gidx) /* the scheme has actorder "group": every module of it carries weight_g_idx */
+        LQ_TRY(add_entry(p, module, "weight_g_idx", LQ_DTYPE_I32, 1, cols, 0, NULL, new_job(p, JOB_GPTQ_GIDX, t, 4)));
     if (lq_qtype_has_zeros(t->qtype)) {
         /* compressed-tensors keeps a signed zero point zp in [-2^(b-1), 2^(b-1))
          * and pack_to_int32 stores zp + 2^(b-1); with q = u - 2^(b-1),
@@ -461,7 +505,7 @@ static void gptq_config(lq_json_writer *w, const lq_qtensor *t, int64_t n, lq_qf
     lq_json_key(w, "group_size");
     lq_json_i64(w, group_size_of(maj->qt));
     lq_json_key(w, "desc_act");
-    lq_json_bool(w, false);
+    lq_json_bool(w, any_act_ordered(t, n, LQ_QT_NONE));
     lq_json_key(w, "sym");
     lq_json_bool(w, mt->sym);
     lq_json_key(w, "damp_percent");
@@ -532,7 +576,7 @@ static const char *ct_format_of(lq_qtype q) {
     return lq_qtype_traits_of(q)->kind == LQ_QK_FP8 ? "float-quantized" : "pack-quantized";
 }
 
-static void ct_weights(lq_json_writer *w, lq_qtype q) {
+static void ct_weights(lq_json_writer *w, lq_qtype q, bool act) {
     const lq_qtype_traits *tr = lq_qtype_traits_of(q);
     lq_json_obj_begin(w);
     lq_json_key(w, "num_bits");
@@ -550,6 +594,11 @@ static void ct_weights(lq_json_writer *w, lq_qtype q) {
     lq_json_str(w, tr->kind == LQ_QK_INT ? (tr->group > 0 ? "group" : "channel") : (tr->group < 0 ? "tensor" : "channel"));
     lq_json_key(w, "dynamic");
     lq_json_bool(w, false);
+    lq_json_key(w, "actorder");
+    if (act)
+        lq_json_str(w, "group");
+    else
+        lq_json_null(w);
     lq_json_obj_end(w);
 }
 
@@ -579,7 +628,7 @@ static void ct_config(lq_json_writer *w, const lq_qtensor *t, int64_t n, const s
         }
         lq_json_arr_end(w);
         lq_json_key(w, "weights");
-        ct_weights(w, sc[s].qt);
+        ct_weights(w, sc[s].qt, any_act_ordered(t, n, sc[s].qt));
         lq_json_key(w, "input_activations");
         lq_json_null(w);
         lq_json_key(w, "output_activations");
@@ -760,7 +809,10 @@ lq_status lq_qformat_write_dir(const char *dir, const lq_qtensor *t, int64_t n, 
     pl.names  = lq_calloc((size_t)n * per, sizeof *pl.names);
     pl.shapes = lq_calloc((size_t)n * 2, sizeof *pl.shapes);
     LQ_GOTO_IF(!pl.e || !pl.jobs || !pl.names || !pl.shapes, LQ_ERR_NOMEM, "out of memory");
-    for (int64_t i = 0; i < n; i++) LQ_GOTO_TRY(plan_tensor(&pl, &t[i], p.format, model_dtype));
+    for (int64_t i = 0; i < n; i++)
+        LQ_GOTO_TRY(plan_tensor(&pl, &t[i], p.format, model_dtype,
+                                !is_gptq(p.format) && lq_qtype_traits_of(t[i].qtype)->kind == LQ_QK_INT &&
+                                    any_act_ordered(t, n, t[i].qtype)));
 
     const double ratio = pl.bytes_out ? (double)pl.bytes_dense / (double)pl.bytes_out : 1.0;
     LQ_GOTO_TRY(build_qconfig(t, n, &p, ratio, &qtext, &qlen));

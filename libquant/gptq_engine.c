@@ -381,6 +381,7 @@ typedef struct {
     lin_out                   lin[N_LIN];
     int64_t                   layer;
     int64_t                   n_stages_total, stage_i;
+    double                   *seconds;            /* n_layers x 7 solve times of this run */
 } engine;
 
 static lq_status capture(void *user, lq__cap_point p, const float *x, int64_t n, int64_t cols) {
@@ -768,7 +769,8 @@ lq_status lq_gptq_run(const char *model_path, const lq_calib_set *cs, lq_gptq_ty
     e.x  = lq_malloc((size_t)(e.L * e.D) * sizeof(float));
     e.kc = lq_malloc((size_t)(e.L * e.KVD) * sizeof(float));
     e.vc = lq_malloc((size_t)(e.L * e.KVD) * sizeof(float));
-    LQ_GOTO_IF(!e.x || !e.kc || !e.vc, LQ_ERR_NOMEM, "gptq: out of memory");
+    e.seconds = lq_calloc((size_t)(w->n_layers * N_LIN), sizeof *e.seconds);
+    LQ_GOTO_IF(!e.x || !e.kc || !e.vc || !e.seconds, LQ_ERR_NOMEM, "gptq: out of memory");
     e.cuda = p.backend == LQ_BACKEND_CUDA;
     if (e.cuda) {
         LQ_GOTO_TRY(lq__block_scratch_alloc_cuda(&e.dsc, w, e.L));
@@ -847,7 +849,7 @@ lq_status lq_gptq_run(const char *model_path, const lq_calib_set *cs, lq_gptq_ty
         sprintf(path, "%s/block-%05lld.safetensors", r->work_dir, (long long)l);
         LQ_GOTO_TRY(write_block_file(&e, path, !p.no_fsync));
         for (int j = 0; j < N_LIN; j++) {
-            r->n += e.lin[j].type != LQ_QT_NONE;
+            e.seconds[l * N_LIN + j] = e.lin[j].seconds;
             lin_free(&e.lin[j]);
         }
         for (int c = 0; c < LQ__CAP_COUNT; c++) {
@@ -943,6 +945,7 @@ lq_status lq_gptq_run(const char *model_path, const lq_calib_set *cs, lq_gptq_ty
             o->stats.dead_cols = (int64_t)sv[2];
             o->stats.retries   = (int)sv[3];
             o->in_sum_x2       = tx->data;
+            o->seconds         = e.seconds[l * N_LIN + j];
             o->in_count        = (int64_t)sv[4];
             r->n++;
         }
@@ -967,6 +970,7 @@ done:
         if (e.dvc) lq_cuda_free(e.dvc);
         if (e.dinv) lq_cuda_free(e.dinv);
     }
+    lq_free(e.seconds);
     lq_free(e.x);
     lq_free(e.kc);
     lq_free(e.vc);

@@ -154,6 +154,47 @@ static lq_status keep_owned(lq_model *m, void *p) {
     return LQ_OK;
 }
 
+/* an act-order (g_idx) module: columns stably sorted by group into an owned copy of the codes, so that group g
+ * is columns [g*G, (g+1)*G) again, and w->perm = that order (the kernels gather x through it) */
+static lq_status act_order_layout(lq_model *m, const lq_qtensor *qt, lq_weight *w) {
+    const lq_qtype_traits *tr = lq_qtype_traits_of(qt->qtype);
+    const int64_t          C = w->cols, R = w->rows, ng = lq_qtype_n_groups(qt->qtype, C);
+    const uint64_t         rb = lq_qtype_row_bytes(qt->qtype, C);
+    int32_t               *perm = lq_malloc((size_t)C * sizeof *perm);
+    int64_t               *next = lq_calloc((size_t)ng + 1, sizeof *next);
+    uint8_t               *data = lq_calloc((size_t)(rb * (uint64_t)R), 1);
+    if (!perm || !next || !data) {
+        lq_free(perm), lq_free(next), lq_free(data);
+        LQ_RETURN_IF(1, LQ_ERR_NOMEM, "model: out of memory");
+    }
+    for (int64_t k = 0; k < C; k++) next[qt->g_idx[k] + 1]++; /* counting sort: stable */
+    for (int64_t g = 0; g < ng; g++) next[g + 1] += next[g];
+    for (int64_t k = 0; k < C; k++) perm[next[qt->g_idx[k]]++] = (int32_t)k;
+    lq_free(next);
+    const int bits = tr->bits;
+    for (int64_t r = 0; r < R; r++) {
+        const uint8_t *src = (const uint8_t *)qt->data + (uint64_t)r * rb;
+        uint8_t       *dst = data + (uint64_t)r * rb;
+        for (int64_t c = 0; c < C; c++) {
+            const uint64_t sb = (uint64_t)perm[c] * (uint64_t)bits, db = (uint64_t)c * (uint64_t)bits;
+            unsigned       v  = src[sb >> 3];
+            if ((sb & 7) + (uint64_t)bits > 8) v |= (unsigned)src[(sb >> 3) + 1] << 8;
+            const unsigned u = (v >> (sb & 7)) & ((1u << bits) - 1u);
+            dst[db >> 3] |= (uint8_t)(u << (db & 7));
+            if ((db & 7) + (uint64_t)bits > 8) dst[(db >> 3) + 1] |= (uint8_t)(u >> (8 - (db & 7)));
+        }
+    }
+    const lq_status st = keep_owned(m, perm); /* frees perm on failure */
+    if (st != LQ_OK) {
+        lq_free(data);
+        return st;
+    }
+    LQ_TRY(keep_owned(m, data));
+    w->data = data;
+    w->perm = perm;
+    return LQ_OK;
+}
+
 /* a Linear weight `<prefix>.weight`: plain, a GGML tensor (GGUF), or a GPTQ /
  * compressed-tensors module in the lq layout (never expanded to f32) */
 static lq_status get_linear(lq_model *m, const char *prefix, int64_t rows, int64_t cols, lq_weight *w) {
@@ -179,6 +220,7 @@ static lq_status get_linear(lq_model *m, const char *prefix, int64_t rows, int64
     w->qtype  = qt.qtype;
     w->scales = qt.scales;
     w->zeros  = qt.zeros;
+    if (qt.g_idx) LQ_TRY(act_order_layout(m, &qt, w));
     const int64_t ns = lq_qtype_n_scales(qt.qtype, rows, cols);
     m->weight_bytes += (uint64_t)rows * lq_qtype_row_bytes(qt.qtype, cols) + (uint64_t)ns * 4 +
                        (lq_qtype_has_zeros(qt.qtype) ? (uint64_t)ns : 0);

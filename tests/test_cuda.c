@@ -229,7 +229,7 @@ static lq_weight host_weight(lq_dtype dt, int64_t rows, int64_t cols, float scal
     for (int64_t i = 0; i < n; i++) f[i] = offset + scale * lq_test_randf(seed);
     CU_ASSERT_EQUAL(lq_convert_ref(dt, d, LQ_DTYPE_F32, f, n), LQ_OK);
     free(f);
-    const lq_weight w = {dt, d, rows, cols, LQ_QT_NONE, NULL, NULL};
+    const lq_weight w = {dt, d, rows, cols, LQ_QT_NONE, NULL, NULL, NULL};
     return w;
 }
 
@@ -335,9 +335,9 @@ static void test_cuda_matmul(void) {
     matmul_case(LQ_DTYPE_F32, 2, 33, 64, false, 1, 79);
     /* refusals and the empty case */
     float          *d = NULL;
-    const lq_weight w64 = {LQ_DTYPE_F64, NULL, 4, 4, LQ_QT_NONE, NULL, NULL};
+    const lq_weight w64 = {LQ_DTYPE_F64, NULL, 4, 4, LQ_QT_NONE, NULL, NULL, NULL};
     CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc((void **)&d, 256), LQ_OK);
-    const lq_weight wf = {LQ_DTYPE_F32, d, 4, 4, LQ_QT_NONE, NULL, NULL};
+    const lq_weight wf = {LQ_DTYPE_F32, d, 4, 4, LQ_QT_NONE, NULL, NULL, NULL};
     lq_test_quiet(1);
     CU_ASSERT_EQUAL(lq_cuda_matmul(d, d, 1, &w64, NULL), LQ_ERR_UNSUPPORTED);
     CU_ASSERT_EQUAL(lq_cuda_matmul(d, d, -1, &wf, NULL), LQ_ERR_SHAPE);
@@ -784,7 +784,7 @@ static void test_cuda_llama_refusals(void) {
  * same 50 tokens as the CPU reference; then one 51-token prefill */
 static lq_weight st_weight(const lq_safetensors *st, const char *name) {
     const lq_tensor_info *t = lq_safetensors_find(st, name);
-    lq_weight             w = {LQ_DTYPE_F32, NULL, 0, 0, LQ_QT_NONE, NULL, NULL};
+    lq_weight             w = {LQ_DTYPE_F32, NULL, 0, 0, LQ_QT_NONE, NULL, NULL, NULL};
     CU_ASSERT_PTR_NOT_NULL(t);
     if (!t) return w;
     w.dtype = t->dtype;
@@ -901,8 +901,8 @@ static void test_cuda_llama_decode_bandwidth(void) {
     CU_ASSERT_EQUAL(lq_rope_inv_freq(inv, HD, 500000.0, LQ_ROPE_DEFAULT, 1.0, 1.0, 4.0, 8192), LQ_OK);
     w.dim = D, w.hidden = F, w.n_layers = L, w.n_heads = H, w.n_kv_heads = KVH, w.head_dim = HD, w.vocab = V;
     w.rms_eps = 1e-5f, w.rope_neox = true, w.inv_freq = inv, w.layers = layers;
-    const lq_weight norm = {LQ_DTYPE_F16, pat, 1, D, LQ_QT_NONE, NULL, NULL};
-    w.embed = (lq_weight){LQ_DTYPE_F16, pat, V, D, LQ_QT_NONE, NULL, NULL};
+    const lq_weight norm = {LQ_DTYPE_F16, pat, 1, D, LQ_QT_NONE, NULL, NULL, NULL};
+    w.embed = (lq_weight){LQ_DTYPE_F16, pat, V, D, LQ_QT_NONE, NULL, NULL, NULL};
     w.lm_head = w.embed;
     w.lm_head.data = pat + 1; /* not tied: its own copy on the device, read every step */
     w.norm = norm;
@@ -910,11 +910,11 @@ static void test_cuda_llama_decode_bandwidth(void) {
     for (int l = 0; l < L; l++) {
         lq_llama_layer *y = &layers[l];
         y->attn_norm = y->ffn_norm = norm;
-        y->wq = (lq_weight){LQ_DTYPE_F16, pat, H * HD, D, LQ_QT_NONE, NULL, NULL};
-        y->wk = (lq_weight){LQ_DTYPE_F16, pat, KVH * HD, D, LQ_QT_NONE, NULL, NULL};
-        y->wv = y->wk, y->wo = (lq_weight){LQ_DTYPE_F16, pat, D, H * HD, LQ_QT_NONE, NULL, NULL};
-        y->w_gate = (lq_weight){LQ_DTYPE_F16, pat, F, D, LQ_QT_NONE, NULL, NULL}, y->w_up = y->w_gate;
-        y->w_down = (lq_weight){LQ_DTYPE_F16, pat, D, F, LQ_QT_NONE, NULL, NULL};
+        y->wq = (lq_weight){LQ_DTYPE_F16, pat, H * HD, D, LQ_QT_NONE, NULL, NULL, NULL};
+        y->wk = (lq_weight){LQ_DTYPE_F16, pat, KVH * HD, D, LQ_QT_NONE, NULL, NULL, NULL};
+        y->wv = y->wk, y->wo = (lq_weight){LQ_DTYPE_F16, pat, D, H * HD, LQ_QT_NONE, NULL, NULL, NULL};
+        y->w_gate = (lq_weight){LQ_DTYPE_F16, pat, F, D, LQ_QT_NONE, NULL, NULL, NULL}, y->w_up = y->w_gate;
+        y->w_down = (lq_weight){LQ_DTYPE_F16, pat, D, F, LQ_QT_NONE, NULL, NULL, NULL};
         per_token += 2 * ((uint64_t)2 * H * HD * D + (uint64_t)2 * KVH * HD * D + (uint64_t)3 * F * D);
     }
     lq_cuda_llama *g = NULL;
@@ -995,7 +995,7 @@ static qhost qhost_make(lq_qtype t, int64_t rows, int64_t cols, double std, uint
             memcpy(d + b + (t == LQ_QT_Q6_K ? 208 : 0), &h, 2);
             if (t == LQ_QT_Q4_K) memcpy(d + b + 2, &h, 2);
         }
-    const lq_weight w = {LQ_DTYPE_F32, d, rows, cols, t, sc, q.n_zeros ? z : NULL};
+    const lq_weight w = {LQ_DTYPE_F32, d, rows, cols, t, sc, q.n_zeros ? z : NULL, NULL};
     if (!q.n_zeros) free(z);
     q.w = w;
     return q;
@@ -1226,6 +1226,142 @@ static void test_cuda_llama_quantized(void) {
     }
 }
 
+
+/* ---- GPTQ on the device: lq_cuda_hessian_accum, lq_cuda_gptq, act-order matmuls, the engine ---- */
+static void *dev_copy(const void *h, size_t n) {
+    void *d = NULL;
+    CU_ASSERT_FATAL(lq_cuda_malloc(&d, n) == LQ_OK);
+    CU_ASSERT_FATAL(lq_cuda_memcpy_h2d(d, h, n) == LQ_OK);
+    return d;
+}
+
+static void test_cuda_hessian(void) {
+    const int64_t n = 700, C = 96;
+    uint64_t      s = 3;
+    float        *x = malloc((size_t)(n * C) * sizeof *x);
+    for (int64_t i = 0; i < n * C; i++) x[i] = lq_test_randf(&s);
+    double *h = calloc((size_t)(C * C), sizeof *h), *d = calloc((size_t)(C * C), sizeof *d);
+    CU_ASSERT_FATAL(lq_hessian_accum_cpu(h, x, n, C, 0.25, 0) == LQ_OK);
+    float  *dx = dev_copy(x, (size_t)(n * C) * 4);
+    double *dh = dev_copy(d, (size_t)(C * C) * 8);
+    CU_ASSERT_FATAL(lq_cuda_hessian_accum(dh, dx, n, C, 0.25) == LQ_OK);
+    CU_ASSERT_FATAL(lq_cuda_memcpy_d2h(d, dh, (size_t)(C * C) * 8) == LQ_OK);
+    double worst = 0;
+    for (int64_t i = 0; i < C * C; i++) worst = fmax(worst, fabs(d[i] - h[i]) / (fabs(h[i]) + 1.0));
+    CU_ASSERT(worst < 1e-5);
+    lq_cuda_free(dx), lq_cuda_free(dh), free(x), free(h), free(d);
+}
+
+static void test_cuda_gptq_vs_cpu(void) {
+    struct {
+        lq_qtype t;
+        bool     act, stat;
+        int64_t  R, C;
+    } cases[] = {{LQ_QT_INT4_G128, false, false, 64, 256},     {LQ_QT_INT4_G32_ASYM, true, false, 256, 1024},
+                 {LQ_QT_INT3_CH, true, false, 64, 256},        {LQ_QT_INT8_CH, false, false, 64, 256},
+                 {LQ_QT_INT4_G128, true, true, 128, 512}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int64_t R = cases[c].R, C = cases[c].C, n = 2 * C;
+        uint64_t      s = 40 + c;
+        float        *w = malloc((size_t)(R * C) * 4), *x = malloc((size_t)(n * C) * 4);
+        for (int64_t i = 0; i < R * C; i++) w[i] = 0.05f * lq_test_randf(&s);
+        for (int64_t i = 0; i < n * C; i++) x[i] = lq_test_randf(&s) * (1.f + (float)(i % 5)) + (i % C ? 0.5f * x[i - 1] : 0.f);
+        double *H = calloc((size_t)(C * C), 8);
+        lq_hessian_accum_ref(H, x, n, C, 2.0 / (double)n);
+        lq_gptq_params p = lq_gptq_default_params();
+        p.qtype = cases[c].t, p.act_order = cases[c].act, p.static_groups = cases[c].stat;
+        const size_t nb = (size_t)(lq_qtype_row_bytes(p.qtype, C) * (uint64_t)R), ns = (size_t)lq_qtype_n_scales(p.qtype, R, C);
+        uint8_t *d1 = calloc(nb, 1), *d2 = calloc(nb, 1), *z1 = calloc(ns, 1), *z2 = calloc(ns, 1);
+        float   *s1 = calloc(ns, 4), *s2 = calloc(ns, 4);
+        int32_t *g1 = calloc((size_t)C, 4), *g2 = calloc((size_t)C, 4);
+        lq_gptq_stats a, b;
+        CU_ASSERT_FATAL(lq_gptq_cpu(&p, w, R, C, H, d1, s1, z1, g1, &a, 0) == LQ_OK);
+        float  *dw = dev_copy(w, (size_t)(R * C) * 4);
+        double *dh = dev_copy(H, (size_t)(C * C) * 8);
+        CU_ASSERT_FATAL(lq_cuda_gptq(&p, dw, R, C, dh, d2, s2, z2, g2, &b) == LQ_OK);
+        lq_weight wa = {LQ_DTYPE_U8, d1, R, C, p.qtype, s1, lq_qtype_has_zeros(p.qtype) ? z1 : NULL, NULL};
+        lq_weight wb = {LQ_DTYPE_U8, d2, R, C, p.qtype, s2, lq_qtype_has_zeros(p.qtype) ? z2 : NULL, NULL};
+        float    *ra = malloc((size_t)C * 4), *rb = malloc((size_t)C * 4);
+        int64_t   same = 0;
+        for (int64_t r = 0; r < R; r++) {
+            lq_weight_row_f32(&wa, r, ra);
+            lq_weight_row_f32(&wb, r, rb);
+            for (int64_t k = 0; k < C; k++) same += ra[k] == rb[k];
+        }
+        CU_ASSERT((double)same / (double)(R * C) >= 0.995);
+        CU_ASSERT(fabs(a.loss - b.loss) <= 1e-3 * a.loss);
+        CU_ASSERT(memcmp(g1, g2, (size_t)C * 4) == 0);
+        CU_ASSERT_EQUAL(a.retries, b.retries);
+        lq_cuda_free(dw), lq_cuda_free(dh);
+        free(w), free(x), free(H), free(d1), free(d2), free(z1), free(z2), free(s1), free(s2), free(g1), free(g2);
+        free(ra), free(rb);
+    }
+}
+
+static void test_cuda_matmul_perm(void) {
+    const int64_t R = 48, C = 128, n = 5;
+    uint64_t      s = 8;
+    float        *w = malloc((size_t)(R * C) * 4), *x = malloc((size_t)(n * C) * 4);
+    for (int64_t i = 0; i < R * C; i++) w[i] = lq_test_randf(&s);
+    for (int64_t i = 0; i < n * C; i++) x[i] = lq_test_randf(&s);
+    int32_t *perm = malloc((size_t)C * 4);
+    for (int64_t k = 0; k < C; k++) perm[k] = (int32_t)((k * 37 + 11) % C);
+    const lq_qtype t = LQ_QT_INT4_G32;
+    uint8_t       *d = calloc((size_t)(lq_qtype_row_bytes(t, C) * (uint64_t)R), 1);
+    float         *sc = malloc((size_t)lq_qtype_n_scales(t, R, C) * 4);
+    CU_ASSERT_FATAL(lq_quantize_ref(t, w, R, C, NULL, d, sc, NULL) == LQ_OK);
+    const lq_weight hw = {LQ_DTYPE_U8, d, R, C, t, sc, NULL, perm};
+    float          *y1 = malloc((size_t)(n * R) * 4), *y2 = malloc((size_t)(n * R) * 4);
+    CU_ASSERT_FATAL(lq_matmul_ref(y1, x, n, &hw, NULL) == LQ_OK);
+    void     *dd = dev_copy(d, (size_t)(lq_qtype_row_bytes(t, C) * (uint64_t)R));
+    float    *ds = dev_copy(sc, (size_t)lq_qtype_n_scales(t, R, C) * 4);
+    int32_t  *dp = dev_copy(perm, (size_t)C * 4);
+    lq_weight dw = hw;
+    dw.data = dd, dw.scales = ds, dw.perm = dp;
+    float *dx = dev_copy(x, (size_t)(n * C) * 4), *dy = NULL;
+    CU_ASSERT_FATAL(lq_cuda_malloc((void **)&dy, (size_t)(n * R) * 4) == LQ_OK);
+    CU_ASSERT_FATAL(lq_cuda_matmul(dy, dx, n, &dw, NULL) == LQ_OK);
+    CU_ASSERT_FATAL(lq_cuda_memcpy_d2h(y2, dy, (size_t)(n * R) * 4) == LQ_OK);
+    for (int64_t i = 0; i < n * R; i++) CU_ASSERT(fabsf(y1[i] - y2[i]) <= 1e-4f * (1.f + fabsf(y1[i])));
+    lq_cuda_free(dd), lq_cuda_free(ds), lq_cuda_free(dp);
+    lq_cuda_free(dx), lq_cuda_free(dy);
+    free(w), free(x), free(perm), free(d), free(sc), free(y1), free(y2);
+}
+
+static lq_qtype cuda_int4(const char *name, void *user) {
+    (void)name, (void)user;
+    return LQ_QT_INT4_G32;
+}
+
+/* the whole engine on the device agrees with the CPU engine */
+static void test_cuda_gptq_engine(void) {
+    const char     *dir = lq_test_tmpdir("cuda_gptq_model");
+    lq_synth_params sp  = lq_synth_default_params();
+    sp.dim = 128, sp.hidden = 256, sp.n_layers = 2, sp.n_heads = 4, sp.n_kv_heads = 2, sp.vocab = 300, sp.max_pos = 128;
+    sp.dtype = LQ_DTYPE_F16;
+    CU_ASSERT_FATAL(lq_synth_write(dir, &sp, NULL) == LQ_OK);
+    int32_t  ids[3000];
+    uint64_t s = 1;
+    for (int i = 0; i < 3000; i++) ids[i] = 3 + (int32_t)(lq_test_rand(&s) % 290);
+    lq_calib_params cp = lq_calib_default_params();
+    cp.n_samples = 8, cp.seq_len = 64;
+    lq_calib_set *cs = NULL;
+    CU_ASSERT_FATAL(lq_calib_from_tokens(ids, 3000, 1, &cp, &cs) == LQ_OK);
+    lq_gptq_run_params p = lq_gptq_run_default_params();
+    p.tmp_parent = lq_test_tmpdir("cuda_gptq_work");
+    p.no_fsync   = true;
+    lq_gptq_result *a = NULL, *b = NULL;
+    CU_ASSERT_FATAL(lq_gptq_run(dir, cs, cuda_int4, NULL, &p, &a) == LQ_OK);
+    p.backend = LQ_BACKEND_CUDA;
+    CU_ASSERT_FATAL(lq_gptq_run(dir, cs, cuda_int4, NULL, &p, &b) == LQ_OK);
+    CU_ASSERT_EQUAL_FATAL(lq_gptq_result_count(a), lq_gptq_result_count(b));
+    for (int64_t i = 0; i < lq_gptq_result_count(a); i++) {
+        const lq_gptq_layer *x = lq_gptq_result_layer(a, i), *y = lq_gptq_result_layer(b, i);
+        CU_ASSERT(fabs(x->stats.loss - y->stats.loss) <= 0.02 * x->stats.loss);
+    }
+    lq_gptq_result_free(a), lq_gptq_result_free(b), lq_calib_free(cs);
+}
+
 CU_pSuite lq_test_cuda_suite(void) {
     CU_pSuite s = lq_test_add_suite("cuda");
     LQ_ADD_TEST(s, test_cuda_device);
@@ -1249,5 +1385,9 @@ CU_pSuite lq_test_cuda_suite(void) {
     LQ_ADD_TEST(s, test_cuda_qmatmul_keep);
     LQ_ADD_TEST(s, test_cuda_qembed);
     LQ_ADD_TEST(s, test_cuda_llama_quantized);
+    LQ_ADD_TEST(s, test_cuda_hessian);
+    LQ_ADD_TEST(s, test_cuda_gptq_vs_cpu);
+    LQ_ADD_TEST(s, test_cuda_matmul_perm);
+    LQ_ADD_TEST(s, test_cuda_gptq_engine);
     return s;
 }

@@ -30,7 +30,31 @@ static bool weight_dtype_ok(lq_dtype t) { return t == LQ_DTYPE_F32 || t == LQ_DT
 
 /* quantized (and KEEP-typed) weights: qmatmul_ref.c */
 
+/* act-order weights (w->perm): y = W · x[perm], through a gathered copy of x */
+lq_status lq__matmul_perm(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias, int n_threads,
+                          bool ref) {
+    float *xp = lq_malloc((size_t)(n * w->cols) * sizeof *xp);
+    LQ_RETURN_IF(!xp, LQ_ERR_NOMEM, "matmul: out of memory for %lld x %lld gathered inputs", (long long)n,
+                 (long long)w->cols);
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t c = 0; c < w->cols; c++) {
+            const int32_t k = w->perm[c];
+            if (k < 0 || k >= w->cols) {
+                lq_free(xp);
+                LQ_RETURN_IF(1, LQ_ERR_INVALID_ARG, "matmul: perm[%lld] = %d is outside [0, %lld)", (long long)c, k,
+                             (long long)w->cols);
+            }
+            xp[t * w->cols + c] = x[t * w->cols + k];
+        }
+    lq_weight plain = *w;
+    plain.perm      = NULL;
+    const lq_status st = ref ? lq_matmul_ref(y, xp, n, &plain, bias) : lq_matmul_cpu(y, xp, n, &plain, bias, n_threads);
+    lq_free(xp);
+    return st;
+}
+
 lq_status lq_matmul_ref(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias) {
+    if (w->perm) return lq__matmul_perm(y, x, n, w, bias, 1, true);
     if (w->qtype != LQ_QT_NONE) return lq__qmatmul_ref(y, x, n, w, bias);
     LQ_RETURN_IF(!weight_dtype_ok(w->dtype), LQ_ERR_UNSUPPORTED, "matmul: weight dtype %s is not F32/F16/BF16",
                  lq_dtype_name(w->dtype));

@@ -14,5 +14,8 @@ lq_status lq__qmatmul_ref(float *y, const float *x, int64_t n, const lq_weight *
 lq_status lq__qembed_ref(float *out, const lq_weight *table, const int32_t *ids, int64_t n);
 lq_status lq__qmatmul_cpu(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias, int n_threads);
 lq_status lq__qembed_cpu(float *out, const lq_weight *table, const int32_t *ids, int64_t n, int n_threads);
+/* w->perm set (llama_ref.c): gather x into perm order, then the plain matmul (_ref or _cpu) */
+lq_status lq__matmul_perm(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias, int n_threads,
+                          bool ref);
 
 #endif

@@ -187,6 +187,24 @@ void lq__qrow_decode(const lq_weight *w, int64_t r, int64_t k0, int64_t k1, floa
 
 lq_status lq_weight_row_f32(const lq_weight *w, int64_t r, float *out) {
     LQ_RETURN_IF(w == NULL || out == NULL, LQ_ERR_INVALID_ARG, "weight row: NULL argument");
+    if (w->perm) { /* stored in perm order: scatter back to the input features' order */
+        float *tmp = lq_malloc((size_t)LQ_MAX(w->cols, 1) * sizeof *tmp);
+        LQ_RETURN_IF(!tmp, LQ_ERR_NOMEM, "weight row: out of memory");
+        lq_weight plain = *w;
+        plain.perm      = NULL;
+        lq_status st    = lq_weight_row_f32(&plain, r, tmp);
+        for (int64_t c = 0; c < w->cols && st == LQ_OK; c++) {
+            if (w->perm[c] < 0 || w->perm[c] >= w->cols) {
+                LQ_LOG_ERR("weight row: perm[%lld] = %d is outside [0, %lld)", (long long)c, w->perm[c],
+                           (long long)w->cols);
+                st = LQ_ERR_INVALID_ARG;
+                break;
+            }
+            out[w->perm[c]] = tmp[c];
+        }
+        lq_free(tmp);
+        return st;
+    }
     if (w->qtype == LQ_QT_NONE) {
         LQ_RETURN_IF(w->dtype != LQ_DTYPE_F32 && w->dtype != LQ_DTYPE_F16 && w->dtype != LQ_DTYPE_BF16,
                      LQ_ERR_UNSUPPORTED, "weight row: dtype %s is not F32/F16/BF16", lq_dtype_name(w->dtype));

@@ -89,6 +89,10 @@ static lq_status place_quantized(arena *a, const lq_weight *src, lq_weight *dst)
                                cudaMemcpyHostToDevice));
     if (dst->zeros)
         LQ_CUDA_TRY(cudaMemcpy(const_cast<uint8_t *>(dst->zeros), src->zeros, (size_t)nz, cudaMemcpyHostToDevice));
+    dst->perm = src->perm ? static_cast<const int32_t *>(arena_take(a, src->cols, sizeof(int32_t))) : NULL;
+    if (dst->perm)
+        LQ_CUDA_TRY(cudaMemcpy(const_cast<int32_t *>(dst->perm), src->perm, (size_t)src->cols * sizeof(int32_t),
+                               cudaMemcpyHostToDevice));
     return LQ_OK;
 }
 
@@ -117,12 +121,13 @@ static lq_status place_f32(arena *a, const float *src, int64_t n, const float **
 
 static bool same_weight(const lq_weight *a, const lq_weight *b) {
     return a->data == b->data && a->qtype == b->qtype && (a->qtype != LQ_QT_NONE || a->dtype == b->dtype) &&
-           a->scales == b->scales && a->zeros == b->zeros && a->rows == b->rows && a->cols == b->cols;
+           a->scales == b->scales && a->zeros == b->zeros && a->perm == b->perm && a->rows == b->rows &&
+           a->cols == b->cols;
 }
 
 /* the matmuls of b and a prepare x the same way (the scratch can be reused) */
 static bool same_prep(const lq_weight *a, const lq_weight *b) {
-    return a->qtype == b->qtype && (a->qtype != LQ_QT_NONE || a->dtype == b->dtype);
+    return a->qtype == b->qtype && (a->qtype != LQ_QT_NONE || a->dtype == b->dtype) && !a->perm && !b->perm;
 }
 
 static lq_status layout_weights(lq_cuda_llama *m, const lq_llama_weights *w, arena *a) {

@@ -121,7 +121,24 @@ int lq__cuda_wt_code(lq_dtype t) {
     return -1;
 }
 
+/* act-order weights: x gathered into perm order at the front of the scratch */
+static size_t perm_bytes(int64_t n, const lq_weight *w) { return ((size_t)n * (size_t)w->cols * sizeof(float) + 255) & ~(size_t)255; }
+
+__global__ static void gather_kernel(float *__restrict__ xp, const float *__restrict__ x, const int32_t *__restrict__ perm,
+                                     int64_t n, int64_t cols) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n * cols; i += stride) {
+        const int64_t t = i / cols, c = i % cols;
+        xp[i]           = x[t * cols + perm[c]];
+    }
+}
+
 size_t lq__cuda_matmul_scratch_bytes(int64_t n, const lq_weight *w) {
+    if (w->perm) {
+        lq_weight plain = *w;
+        plain.perm      = NULL;
+        return perm_bytes(n, w) + lq__cuda_matmul_scratch_bytes(n, &plain);
+    }
     if (lq__cuda_is_quantized(w)) return lq__cuda_qmatmul_scratch_bytes(n, w);
     if (lq__cuda_is_keep(w)) {
         const lq_weight p = lq__cuda_plain_view(w);
@@ -185,6 +202,15 @@ static lq_status matmul_half(cublasHandle_t blas, float *y, const float *x, int6
 
 lq_status lq__cuda_matmul(cublasHandle_t blas, float *y, const float *x, int64_t n, const lq_weight *w,
                           const float *bias, void *scratch, bool reuse_scratch, bool accumulate) {
+    if (w->perm) {
+        float *xp = static_cast<float *>(scratch);
+        gather_kernel<<<lq__grid_for(n * w->cols, EW_BLOCK), EW_BLOCK>>>(xp, x, w->perm, n, w->cols);
+        LQ_CUDA_TRY(cudaGetLastError());
+        lq_weight plain = *w;
+        plain.perm      = NULL;
+        return lq__cuda_matmul(blas, y, xp, n, &plain, bias, static_cast<char *>(scratch) + perm_bytes(n, w), false,
+                               accumulate);
+    }
     if (lq__cuda_is_quantized(w))
         return lq__cuda_qmatmul(blas, y, x, n, w, bias, scratch, reuse_scratch, accumulate);
     if (lq__cuda_is_keep(w)) {
