@@ -150,6 +150,11 @@ static int same(const lq_qtensor *got, const lq_qtensor *want, lq_dtype want_sdt
         return 0;
     }
     if (tr->kind == LQ_QK_KEEP) return 1;
+    if ((want->g_idx != NULL) != (got->g_idx != NULL) ||
+        (want->g_idx && memcmp(want->g_idx, got->g_idx, (size_t)cols * sizeof(int32_t)) != 0)) {
+        printf("\n  %s: %s: g_idx differs\n", ctx, want->name);
+        return 0;
+    }
     const int64_t ns = lq_qtype_n_scales(want->qtype, rows, cols);
     if (memcmp(got->scales, want->scales, (size_t)ns * 4) != 0 || got->scale_dtype != want_sdt) {
         printf("\n  %s: %s: scales differ (dtype %s)\n", ctx, want->name, lq_dtype_name(got->scale_dtype));
@@ -792,12 +797,13 @@ static void test_qformats_malformed_gptq(void) {
     /* act-order g_idx */
     int32_t gidx[64];
     for (int k = 0; k < 64; k++) gidx[k] = k / 32;
-    gidx[3]   = 1;
-    gidx[40]  = 0;
+    gidx[3]   = 1; /* group 1 gets 33 columns (a swap with column 40 would be a valid act-order g_idx) */
     memset(&mu, 0, sizeof mu);
     mu.replace = "model.layers.0.self_attn.q_proj.g_idx";
     mu.bytes   = gidx;
-    CU_ASSERT_EQUAL(load_mutated(good, &mu, Q, 64, 64, "act-order g_idx is not supported yet"), LQ_ERR_UNSUPPORTED);
+    CU_ASSERT_EQUAL(load_mutated(good, &mu, Q, 64, 64, "act-order layouts need exactly 32"), LQ_ERR_UNSUPPORTED);
+    gidx[3] = 2; /* out of range */
+    CU_ASSERT_EQUAL(load_mutated(good, &mu, Q, 64, 64, "is outside [0, 2)"), LQ_ERR_FORMAT);
     /* a v1 zero word holding 0xF (z = 16) */
     uint32_t zeros[2 * 8];
     for (int i = 0; i < 16; i++) zeros[i] = 0x77777777u;
@@ -1112,6 +1118,55 @@ static void test_qformats_interop_fixtures(void) {
     free(tok);
 }
 
+/* act-order: a shuffled g_idx (floor(rank / G)) survives GPTQ v1/v2 and compressed-tensors, with desc_act / actorder
+ * in the config; a g_idx whose groups are not G columns each is refused */
+static void test_qformats_act_order(void) {
+    static const lq_qformat fmts[] = {LQ_QFMT_GPTQ, LQ_QFMT_GPTQ_V2, LQ_QFMT_CT};
+    const lq_qtype          types[] = {LQ_QT_INT4_G32, LQ_QT_INT4_G64_ASYM};
+    int32_t                 order[COLS], gidx[COLS];
+    uint64_t                s = 77;
+    for (int k = 0; k < COLS; k++) order[k] = k;
+    for (int k = COLS - 1; k > 0; k--) { /* Fisher-Yates */
+        const int j = (int)(lq_test_rand(&s) % (uint64_t)(k + 1)), t = order[k];
+        order[k] = order[j], order[j] = t;
+    }
+    for (int r = 0; r < 2; r++)
+        for (int fi = 0; fi < 3; fi++) {
+            const int G = lq_qtype_traits_of(types[r])->group;
+            for (int k = 0; k < COLS; k++) gidx[order[k]] = k / G;
+            char dname[64];
+            snprintf(dname, sizeof dname, "act_%d_%d", r, fi);
+            char *dir = copy_str(lq_test_tmpdir(dname));
+            qmat  m[2];
+            qmat_make(&m[0], "model.layers.0.self_attn.q_proj.weight", types[r], ROWS, COLS, LQ_DTYPE_F16, 5, 1);
+            qmat_make(&m[1], "model.layers.0.mlp.up_proj.weight", types[r], ROWS, COLS, LQ_DTYPE_F16, 6, 1);
+            m[0].t.g_idx               = gidx;
+            lq_qformat_write_params p  = params(fmts[fi]);
+            CU_ASSERT_EQUAL(write_dir(dir, m, 2, &p), LQ_OK);
+            CU_ASSERT(check_dir(dir, fmts[fi], m, 2, dname));
+            char   cpath[512];
+            size_t len = 0;
+            snprintf(cpath, sizeof cpath, "%s/config.json", dir);
+            char *cfg = (char *)lq_test_read_file(cpath, &len);
+            CU_ASSERT_FATAL(cfg != NULL);
+            cfg = realloc(cfg, len + 1);
+            cfg[len] = 0;
+            CU_ASSERT(strstr(cfg, fmts[fi] == LQ_QFMT_CT ? "\"actorder\": \"group\"" : "\"desc_act\": true") != NULL);
+            free(cfg);
+            /* one column moved to another group: refused */
+            const int32_t keep = gidx[order[0]];
+            gidx[order[0]]     = gidx[order[COLS - 1]];
+            lq_test_quiet(1);
+            CU_ASSERT_EQUAL(write_dir(dir, m, 2, &p), LQ_ERR_INVALID_ARG);
+            CU_ASSERT(strstr(lq_test_last_error(), "g_idx") != NULL);
+            lq_test_quiet(0);
+            gidx[order[0]] = keep;
+            qmat_free(&m[0]);
+            qmat_free(&m[1]);
+            free(dir);
+        }
+}
+
 CU_pSuite lq_test_qformats_suite(void) {
     CU_pSuite s = lq_test_add_suite("qformats");
     LQ_ADD_TEST(s, test_qformats_names_and_supports);
@@ -1124,5 +1179,6 @@ CU_pSuite lq_test_qformats_suite(void) {
     LQ_ADD_TEST(s, test_qformats_malformed_ct);
     LQ_ADD_TEST(s, test_qformats_ct_int_quantized);
     LQ_ADD_TEST(s, test_qformats_interop_fixtures);
+    LQ_ADD_TEST(s, test_qformats_act_order);
     return s;
 }

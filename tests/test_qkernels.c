@@ -99,7 +99,7 @@ static void qfix_free(qfix *f) { free(f->data), free(f->scales), free(f->zeros);
 
 /* dtype is ignored for quantized weights: a type that is not a weight dtype proves it */
 static lq_weight qfix_weight(const qfix *f) {
-    const lq_weight w = {LQ_DTYPE_F64, f->data, f->rows, f->cols, f->t, f->scales, f->zeros};
+    const lq_weight w = {LQ_DTYPE_F64, f->data, f->rows, f->cols, f->t, f->scales, f->zeros, NULL};
     return w;
 }
 
@@ -336,8 +336,8 @@ static void test_qkernels_keep(void) {
                                                                                              rand_vec(2 * cols, 0, &s);
         CU_ASSERT_FATAL(wd != NULL);
         CU_ASSERT_EQUAL(lq_convert_ref(dt, wd, LQ_DTYPE_F32, wf, rows * cols), LQ_OK);
-        const lq_weight plain = {dt, wd, rows, cols, LQ_QT_NONE, NULL, NULL};
-        const lq_weight keep  = {LQ_DTYPE_U8, wd, rows, cols, ts[i], NULL, NULL};
+        const lq_weight plain = {dt, wd, rows, cols, LQ_QT_NONE, NULL, NULL, NULL};
+        const lq_weight keep  = {LQ_DTYPE_U8, wd, rows, cols, ts[i], NULL, NULL, NULL};
         for (int k = 0; k < 2; k++) {
             const int64_t nn = k ? n : 1;
             CU_ASSERT_EQUAL(lq_matmul_ref(a, x, nn, &plain, NULL), LQ_OK);
@@ -413,7 +413,7 @@ static void test_qkernels_vs_dequantize_ref(void) {
         for (int64_t i = 0; i < rows * cols; i += 13) src[i] *= 8.f; /* outliers: the scales differ per group */
         CU_ASSERT_EQUAL_FATAL(lq_quantize_ref(t, src, rows, cols, NULL, data, scales, zeros), LQ_OK);
         CU_ASSERT_EQUAL_FATAL(lq_dequantize_ref(t, data, scales, zeros, rows, cols, deq), LQ_OK);
-        const lq_weight w = {LQ_DTYPE_F64, data, rows, cols, t, scales, lq_qtype_has_zeros(t) ? zeros : NULL};
+        const lq_weight w = {LQ_DTYPE_F64, data, rows, cols, t, scales, lq_qtype_has_zeros(t) ? zeros : NULL, NULL};
         int             bad = 0;
         for (int64_t r = 0; r < rows; r++) {
             CU_ASSERT_EQUAL(lq_weight_row_f32(&w, r, row), LQ_OK);
@@ -421,7 +421,7 @@ static void test_qkernels_vs_dequantize_ref(void) {
         }
         if (bad) printf("\n  %s: %d rows differ from lq_dequantize_ref", tr->name, bad);
         CU_ASSERT_EQUAL(bad, 0);
-        const lq_weight wf = {LQ_DTYPE_F32, deq, rows, cols, LQ_QT_NONE, NULL, NULL};
+        const lq_weight wf = {LQ_DTYPE_F32, deq, rows, cols, LQ_QT_NONE, NULL, NULL, NULL};
         CU_ASSERT_EQUAL(lq_matmul_ref(y1, x, n, &w, NULL), LQ_OK);
         CU_ASSERT_EQUAL(lq_matmul_ref(y2, x, n, &wf, NULL), LQ_OK);
         CU_ASSERT_EQUAL(memcmp(y1, y2, sizeof(float) * (size_t)(n * rows)), 0);
@@ -478,9 +478,9 @@ static void test_qkernels_refusals(void) {
     CU_ASSERT_EQUAL(lq_weight_row_f32(&w, -1, row), LQ_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(lq_weight_row_f32(NULL, 0, row), LQ_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(lq_matmul_cpu(y, x, -1, &w, NULL, 1), LQ_ERR_INVALID_ARG);
-    const lq_weight q6 = {LQ_DTYPE_F32, f.data, 1, 300, LQ_QT_Q6_K, NULL, NULL};
+    const lq_weight q6 = {LQ_DTYPE_F32, f.data, 1, 300, LQ_QT_Q6_K, NULL, NULL, NULL};
     CU_ASSERT_EQUAL(lq_matmul_cpu(y, x, 1, &q6, NULL, 1), LQ_ERR_SHAPE);
-    const lq_weight plain = {LQ_DTYPE_U8, f.data, 1, 4, LQ_QT_NONE, NULL, NULL};
+    const lq_weight plain = {LQ_DTYPE_U8, f.data, 1, 4, LQ_QT_NONE, NULL, NULL, NULL};
     CU_ASSERT_EQUAL(lq_weight_row_f32(&plain, 0, row), LQ_ERR_UNSUPPORTED);
     lq_test_quiet(0);
     /* the empty cases */
@@ -492,8 +492,57 @@ static void test_qkernels_refusals(void) {
     qfix_free(&f);
 }
 
+/* act-order weights (lq_weight.perm): y = W x[perm] against an f64 product over the rows scattered back to the
+ * input order; lq_weight_row_f32 scatters */
+static void test_qkernels_matmul_perm(void) {
+    const lq_qtype types[] = {LQ_QT_INT4_G32, LQ_QT_INT3_G64_ASYM, LQ_QT_INT8_CH};
+    const int64_t  R = 40, C = 256, ns[] = {1, 7, 70};
+    uint64_t       s = 21;
+    float         *w = malloc((size_t)(R * C) * 4), *x = malloc((size_t)(70 * C) * 4);
+    for (int64_t i = 0; i < R * C; i++) w[i] = lq_test_randf(&s);
+    for (int64_t i = 0; i < 70 * C; i++) x[i] = lq_test_randf(&s);
+    int32_t *perm = malloc((size_t)C * 4);
+    for (int64_t k = 0; k < C; k++) perm[k] = (int32_t)((k * 101 + 7) % C);
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        const lq_qtype ty = types[t];
+        uint8_t       *d  = calloc((size_t)(lq_qtype_row_bytes(ty, C) * (uint64_t)R), 1);
+        float         *sc = malloc((size_t)lq_qtype_n_scales(ty, R, C) * 4);
+        uint8_t       *z  = malloc((size_t)lq_qtype_n_scales(ty, R, C));
+        CU_ASSERT_FATAL(lq_quantize_ref(ty, w, R, C, NULL, d, sc, z) == LQ_OK);
+        const lq_weight q = {LQ_DTYPE_U8, d, R, C, ty, sc, lq_qtype_has_zeros(ty) ? z : NULL, perm};
+        lq_weight       plain = q;
+        plain.perm            = NULL;
+        float *row = malloc((size_t)C * 4), *rowp = malloc((size_t)C * 4), *y1 = malloc((size_t)(70 * R) * 4);
+        float *y2 = malloc((size_t)(70 * R) * 4);
+        double *wo = malloc((size_t)(R * C) * 8); /* the matrix in the input features' order */
+        for (int64_t r = 0; r < R; r++) {
+            CU_ASSERT_FATAL(lq_weight_row_f32(&plain, r, row) == LQ_OK);
+            CU_ASSERT_FATAL(lq_weight_row_f32(&q, r, rowp) == LQ_OK);
+            for (int64_t c = 0; c < C; c++) {
+                wo[r * C + perm[c]] = row[c];
+                CU_ASSERT_EQUAL(rowp[perm[c]], row[c]);
+            }
+        }
+        for (size_t k = 0; k < 3; k++) {
+            const int64_t n = ns[k];
+            CU_ASSERT_FATAL(lq_matmul_ref(y1, x, n, &q, NULL) == LQ_OK);
+            CU_ASSERT_FATAL(lq_matmul_cpu(y2, x, n, &q, NULL, 2) == LQ_OK);
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t r = 0; r < R; r++) {
+                    double want = 0;
+                    for (int64_t c = 0; c < C; c++) want += wo[r * C + c] * (double)x[i * C + c];
+                    CU_ASSERT(fabs(y1[i * R + r] - want) <= 1e-4 * (1 + fabs(want)));
+                    CU_ASSERT(fabs(y2[i * R + r] - want) <= 1e-4 * (1 + fabs(want)));
+                }
+        }
+        free(d), free(sc), free(z), free(row), free(rowp), free(y1), free(y2), free(wo);
+    }
+    free(w), free(x), free(perm);
+}
+
 CU_pSuite lq_test_qkernels_suite(void) {
     CU_pSuite s = lq_test_add_suite("qkernels");
+    LQ_ADD_TEST(s, test_qkernels_matmul_perm);
     LQ_ADD_TEST(s, test_qkernels_row_decode);
     LQ_ADD_TEST(s, test_qkernels_matmul_int);
     LQ_ADD_TEST(s, test_qkernels_matmul_fp8_ggml);
