@@ -73,7 +73,7 @@ static tweight make_weight(lq_dtype dt, int64_t rows, int64_t cols, uint64_t see
             memcpy(d + 2 * i, &h, 2);
         }
     }
-    tw.w = (lq_weight){dt, d, rows, cols, LQ_QT_NONE, NULL, NULL};
+    tw.w = (lq_weight){dt, d, rows, cols, LQ_QT_NONE, NULL, NULL, NULL};
     return tw;
 }
 
