@@ -135,6 +135,9 @@ typedef struct {
     lq_dtype               model_dtype;    /* dtype of kept tensors (torch_dtype); informational */
     uint64_t               max_shard_size; /* 0 = one model.safetensors                      */
     bool                   no_fsync;
+    bool                   ct_actorder_group; /* compressed-tensors: write act-order g_idx as weight_g_idx with
+                                                 actorder "group" (vLLM and compressed-tensors before 0.20 load
+                                                 it; 0.20 refuses it); false: such tensors are refused */
     int                    n_threads;
     lq_progress_fn         progress;
     void                  *progress_user;

@@ -261,7 +261,7 @@ static bool any_act_ordered(const lq_qtensor *t, int64_t n, lq_qtype only) {
     return false;
 }
 
-static lq_status check_tensor(const char *dir, const lq_qtensor *t, lq_qformat f) {
+static lq_status check_tensor(const char *dir, const lq_qtensor *t, lq_qformat f, bool ct_group) {
     LQ_RETURN_IF(!t->name || !t->name[0], LQ_ERR_INVALID_ARG, "%s: a tensor has no name", dir);
     const lq_qtype_traits *tr = lq_qtype_traits_of(t->qtype);
     LQ_RETURN_IF(!tr || tr->kind == LQ_QK_NONE, LQ_ERR_INVALID_ARG, "%s: tensor '%s': invalid qtype", dir, t->name);
@@ -285,6 +285,11 @@ static lq_status check_tensor(const char *dir, const lq_qtensor *t, lq_qformat f
     const bool has_z = lq_qtype_has_zeros(t->qtype);
     LQ_RETURN_IF(has_z && !t->zeros, LQ_ERR_INVALID_ARG, "%s: tensor '%s': %s needs zero points", dir, t->name,
                  tr->name);
+    LQ_RETURN_IF(f == LQ_QFMT_CT && act_ordered(t) && !ct_group, LQ_ERR_UNSUPPORTED,
+                 "%s: tensor '%s' has an act-order g_idx: compressed-tensors removed actorder \"group\" (0.20 refuses "
+                 "it); quantize with static groups (act-order with g_idx = k / G), write GPTQ, or ask for actorder "
+                 "\"group\" explicitly (older vLLM / compressed-tensors)",
+                 dir, t->name);
     if (t->g_idx) {
         LQ_RETURN_IF(tr->kind != LQ_QK_INT, LQ_ERR_INVALID_ARG, "%s: tensor '%s': g_idx on a %s tensor", dir, t->name,
                      tr->name);
@@ -594,11 +599,10 @@ static void ct_weights(lq_json_writer *w, lq_qtype q, bool act) {
     lq_json_str(w, tr->kind == LQ_QK_INT ? (tr->group > 0 ? "group" : "channel") : (tr->group < 0 ? "tensor" : "channel"));
     lq_json_key(w, "dynamic");
     lq_json_bool(w, false);
-    lq_json_key(w, "actorder");
-    if (act)
+    if (act) {
+        lq_json_key(w, "actorder");
         lq_json_str(w, "group");
-    else
-        lq_json_null(w);
+    }
     lq_json_obj_end(w);
 }
 
@@ -792,7 +796,7 @@ lq_status lq_qformat_write_dir(const char *dir, const lq_qtensor *t, int64_t n, 
 
     int64_t n_quant = 0;
     for (int64_t i = 0; i < n; i++) {
-        LQ_TRY(check_tensor(dir, &t[i], p.format));
+        LQ_TRY(check_tensor(dir, &t[i], p.format, p.ct_actorder_group));
         if (is_quant_kind(lq_qtype_traits_of(t[i].qtype)->kind)) n_quant++;
     }
     LQ_RETURN_IF(n_quant == 0, LQ_ERR_INVALID_ARG, "%s: no tensor has an integer or fp8 type; nothing for %s to describe",

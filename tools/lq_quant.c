@@ -96,6 +96,8 @@ static void usage(FILE *f) {
             "  --act-order          quantize columns in decreasing Hessian-diagonal order (desc_act;\n"
             "                       writes g_idx)\n"
             "  --static-groups      group scales from the original weights (with --act-order: g_idx = k/G)\n"
+            "  --ct-actorder-group  compressed-tensors: store --act-order's g_idx (actorder \"group\"; loaded by\n"
+            "                       older vLLM / compressed-tensors < 0.20 and by lq-eval)\n"
             "  --damp X             [0.01] relative damping of the Hessian (raised automatically on\n"
             "                       Cholesky failure)\n"
             "  --gptq-block N       [128] lazy-batch width\n"
@@ -347,7 +349,7 @@ int main(int argc, char **argv) {
     int64_t     calib_samples = 128, calib_len = 512, seed = 0, gptq_block = 128;
     double      damp          = 0.01;
     uint64_t    max_ram       = 0;
-    bool        act_order = false, static_groups = false, mse = false, true_seq = false;
+    bool        act_order = false, static_groups = false, mse = false, true_seq = false, ct_group = false;
     int64_t     n_threads = 0;
     rule        rules[MAX_RULES];
     int         n_rules = 0;
@@ -402,6 +404,8 @@ int main(int argc, char **argv) {
             if (!cli_parse_f64(v, &damp) || !(damp >= 0 && damp < 10)) cli_usage_error("--damp: '%s' is not in [0, 10)", v);
         } else if (!strcmp(a, "--act-order")) {
             act_order = true;
+        } else if (!strcmp(a, "--ct-actorder-group")) {
+            ct_group = true;
         } else if (!strcmp(a, "--static-groups")) {
             static_groups = true;
         } else if (!strcmp(a, "--mse")) {
@@ -468,6 +472,10 @@ int main(int argc, char **argv) {
         fmt = OUT_GGUF;
     else
         cli_usage_error("--format: '%s' is not gptq, gptq_v2, compressed-tensors or gguf", format_s);
+    if (gptq && act_order && !static_groups && fmt == OUT_CT && !ct_group)
+        cli_usage_error("--act-order writes a g_idx, which compressed-tensors 0.20 refuses (actorder \"group\" was "
+                        "removed): add --static-groups (llm-compressor's actorder \"weight\"), use --format gptq, or "
+                        "--ct-actorder-group for older vLLM / compressed-tensors");
     if (gptq && fmt == OUT_GGUF)
         cli_usage_error("--method gptq: GGUF has no type for GPTQ's integer codes and group scales; use --format "
                         "gptq, gptq_v2 or compressed-tensors");
@@ -847,6 +855,7 @@ int main(int argc, char **argv) {
         wp.model_dtype             = cfg.dtype;
         wp.max_shard_size          = max_shard;
         wp.no_fsync                = no_fsync;
+        wp.ct_actorder_group       = ct_group;
         wp.n_threads               = (int)n_threads;
         wp.progress                = cli_progress;
         st                         = lq_qformat_write_dir(stage, qt, k, &wp);

@@ -41,6 +41,9 @@ run "$QUANT" --method gptq --calib "$T/calib.txt" --format gguf "$HF" "$T/x.gguf
 check "gptq to gguf exits 2" test $rc -eq 2
 run "$QUANT" --method rtn --act-order --format ct "$HF" "$T/x"
 check "--act-order without gptq exits 2" test $rc -eq 2
+run "$QUANT" --method gptq --calib "$T/calib.txt" --act-order --format ct "$HF" "$T/x"
+check "--act-order to compressed-tensors without --static-groups exits 2" test $rc -eq 2
+check "... and says why" grep -q "actorder" "$T/err"
 run "$QUANT" --method gptq --calib "$T/calib.txt" --damp -1 --format ct "$HF" "$T/x"
 check "negative --damp exits 2" test $rc -eq 2
 run "$QUANT" --method gptq --calib "$T/nonexistent.txt" --format ct "$HF" "$T/x"

@@ -31,7 +31,24 @@ int main(int argc, char **argv) {
         if (s == 2 && !qc) return 1;
         if (lq_qformat_load(ck, qc, prefix, rows, cols, &q, &o)) return 2;
         float *f = malloc(rows * cols * 4);
-        if (lq_dequantize_ref(q.qtype, q.data, q.scales, q.zeros, rows, cols, f)) return 3;
+        if (!q.g_idx) {
+            if (lq_dequantize_ref(q.qtype, q.data, q.scales, q.zeros, rows, cols, f)) return 3;
+        } else { /* act-order: column k uses group g_idx[k] (lq_dequantize_ref with unit scales gives u - z per element
+                  * only for contiguous groups, so decode the codes here) */
+            const lq_qtype_traits *tr = lq_qtype_traits_of(q.qtype);
+            const int64_t ng = lq_qtype_n_groups(q.qtype, cols);
+            const uint64_t rb = lq_qtype_row_bytes(q.qtype, cols);
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t c = 0; c < cols; c++) {
+                    const uint8_t *row = (const uint8_t *)q.data + r * rb;
+                    const uint64_t bit = (uint64_t)c * tr->bits;
+                    unsigned v = row[bit >> 3];
+                    if ((bit & 7) + tr->bits > 8) v |= (unsigned)row[(bit >> 3) + 1] << 8;
+                    const int u = (int)((v >> (bit & 7)) & ((1u << tr->bits) - 1u)), g = q.g_idx[c];
+                    const int z = q.zeros ? q.zeros[r * ng + g] : 1 << (tr->bits - 1);
+                    f[r * cols + c] = q.scales[r * ng + g] * (float)(u - z);
+                }
+        }
         snprintf(names[nn], 160, "%s.weight", prefix);
         e[k].name = names[nn++]; e[k].dtype = LQ_DTYPE_F32; e[k].n_dims = 2; e[k].shape[0] = rows; e[k].shape[1] = cols; e[k].data = f; k++;
     }
