@@ -34,3 +34,20 @@ for q in ct-int8 gptq-int8 q8_0.gguf; do
         --text "$SHARED/tinystories/tinystories_train_excerpt.txt" --max-chars 60000 --ctx 256 \
         --max-kld 0.005 --min-top1 97 --json "$OUT/eval-$q.json"
 done
+# GPTQ at 4 bits, calibrated on the first 100 kB of TinyStories and gated on the disjoint rest, next to RTN
+head -c 100000 "$SHARED/tinystories/tinystories_train_excerpt.txt" >"$OUT/calib.txt"
+tail -c +100001 "$SHARED/tinystories/tinystories_train_excerpt.txt" >"$OUT/heldout.txt"
+build/lq-quant --format ct --type int4_g32 --tensor-type 'down_proj=int4_ch' "$OUT/stories260K-hf" "$OUT/stories260K-rtn-int4"
+build/lq-quant --method gptq --calib "$OUT/calib.txt" --calib-samples 128 --calib-len 512 --format ct --type int4_g32 \
+    --tensor-type 'down_proj=int4_ch' --work-dir "$OUT/gptq-work" "$OUT/stories260K-hf" "$OUT/stories260K-gptq-int4"
+for q in rtn-int4 gptq-int4; do
+    build/lq-eval "$OUT/stories260K-$q" --base "$OUT/stories260K-hf" --text "$OUT/heldout.txt" --ctx 512 \
+        --max-kld 0.25 --min-top1 70 --json "$OUT/eval-$q.json"
+done
+set +x
+python3 - "$OUT/eval-rtn-int4.json" "$OUT/eval-gptq-int4.json" <<'PY'
+import json, sys
+r, g = (json.load(open(p))["results"]["kld_mean"] for p in sys.argv[1:3])
+print(f"demo: int4 mean KLD on held-out text: RTN {r:.4f}, GPTQ {g:.4f} ({r / g:.2f}x lower)")
+sys.exit(0 if g < r else 1)
+PY

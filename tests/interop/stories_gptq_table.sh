@@ -46,7 +46,9 @@ echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
 for bits in 4 3 2; do
     for group in g32 ch; do
         row $bits $group rtn
+        row $bits $group "rtn clip-search" --clip-search
         row $bits $group gptq $CAL
         row $bits $group "gptq act-order" $CAL --act-order --ct-actorder-group
+        row $bits $group "gptq act-order mse" $CAL --act-order --ct-actorder-group --mse
     done
 done
