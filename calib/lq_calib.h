@@ -2,34 +2,69 @@
  * formats).
  *
  * A calibration set is n_samples windows of seq_len token ids, picked
- * reproducibly from one token stream:
- *   text      .txt, .txt.gz (zlib): the whole file is tokenized as one text
- *             (with the tokenizer's BOS when it has one).
- *   JSON Lines .jsonl, .jsonl.gz: every line an object with a string field
- *             `text` (other fields ignored; blank lines skipped); each record
- *             is tokenized on its own (BOS first) and the records are
- *             concatenated in file order.
+ * reproducibly from one token stream. The stream, by kind:
+ *   text      .txt, .txt.gz (gzip through zlib; concatenated members are read
+ *             as one stream, as gzip -d does): the whole (decompressed)
+ *             file is encoded in one call, lq_tokenizer_encode(tok, bytes,
+ *             len, add_bos = false): no BOS, no splitting into documents,
+ *             blank lines and newlines are text like any other. The only BOS
+ *             is the one each window starts with (see Windows). The encoders
+ *             are not quadratic: WikiText-2's 1.3 MB test split takes well
+ *             under a second. One encode call takes at most 512 MiB.
+ *   JSON Lines .jsonl, .jsonl.gz: every non-blank line (blank: only SP, TAB,
+ *             CR) one JSON object (strict reader, RFC 8259) with a string
+ *             field `text`, other fields ignored; each record is encoded on
+ *             its own with add_bos = true (BOS first when the tokenizer has
+ *             one, whatever prepend_bos says: it separates the records) and
+ *             the records are concatenated in file order. A window whose
+ *             offset falls on a record's start therefore begins BOS, BOS.
  *   tokens    .bin/.u16/.u32 raw little-endian uint16 (.u16 and .bin) or
- *             uint32 (.u32) ids; .npy (little-endian u1/u2/u4/i2/i4/i8/u8
- *             integer arrays, C order, 1-D or 2-D read row-major as one
- *             stream); .npz (zip, stored or deflated, through libzip: the
- *             array named `input_ids`, else `tokens`, else the only one).
- *             Ids must be < the vocabulary size (when given) and >= 0.
- * The kind comes from the name (case-insensitive suffix); unknown suffixes
- * are refused with the list above.
+ *             uint32 (.u32) ids, nothing else in the file; .npy (versions
+ *             1.0, 2.0, 3.0; header dict read without eval; little-endian
+ *             u1/u2/u4/u8/i1/i2/i4/i8 integer arrays, C order, 1-D or 2-D
+ *             read row-major as one stream); .npz (zip, stored or deflated,
+ *             through libzip: the array named `input_ids`, else `tokens`,
+ *             else the only one). The ids are the stream as they are.
+ * Every id must be >= 0 and < vocab_size (when given; <= INT32_MAX in any
+ * case; the tokenizer's ids are checked too). The kind comes from the name (case-insensitive suffix);
+ * other suffixes are refused with the list above.
  *
  * Windows: the stream has N tokens; with L = seq_len, window i starts at
  * offset o_i drawn uniformly from [0, N - L'] where L' = L - 1 when a BOS is
  * prepended (bos_id >= 0 and prepend_bos) else L; the window is [BOS] +
- * stream[o_i, o_i + L'). The draws come from a splitmix64 generator seeded
- * with `seed` (the k-th draw: splitmix64 output modulo (N - L' + 1) by
- * rejection of the biased top range), so the same file, tokenizer and
- * options give the same windows on every machine. N < L' is an error
- * (LQ_ERR_INVALID_ARG naming the file and both counts).
+ * stream[o_i, o_i + L'). The draws, for i = 0 .. n_samples-1 in order, come
+ * from one splitmix64 generator (state = seed; each output: state +=
+ * 0x9E3779B97F4A7C15, z = state, z = (z ^ z >> 30) * 0xBF58476D1CE4E5B9,
+ * z = (z ^ z >> 27) * 0x94D049BB133111EB, output z ^ z >> 31); with
+ * M = N - L' + 1, an output v below 2^64 mod M is rejected (another output
+ * drawn: the biased range, as OpenBSD's arc4random_uniform), else
+ * o_i = v mod M. So the same file, tokenizer and options give the same
+ * windows on every machine. Windows may overlap and repeat. N < L' is an
+ * error (LQ_ERR_INVALID_ARG naming the file and both counts). seq_len >= 2
+ * when a BOS is prepended, >= 1 otherwise; n_samples >= 1.
  *
  * Every input byte is hostile: sizes overflow-checked, a decompressed size
- * limit (max_bytes), JSON through the strict reader, .npy headers parsed
- * without eval. Errors are logged once, naming the file (and line). */
+ * limit (max_bytes bounds the file as read, except a .gz file, whose
+ * decompressed content is bounded instead, and an .npz member's size),
+ * JSON through the strict reader, .npy headers parsed without eval. Errors
+ * are logged once, naming the file (and line: "file:LINE:" for JSON Lines):
+ *   LQ_ERR_INVALID_ARG  bad parameters; text or JSON Lines without a
+ *                       tokenizer; an id outside [0, vocab_size); a stream
+ *                       shorter than one window
+ *   LQ_ERR_UNSUPPORTED  an unknown suffix; a .npy dtype that is not one of
+ *                       the integers above (float, bool, object, structured),
+ *                       big-endian, Fortran order, not 1-D or 2-D; an
+ *                       encrypted or otherwise compressed .npz member
+ *   LQ_ERR_FORMAT       malformed content: .npy magic, version or header
+ *                       dict, data size != prod(shape) * itemsize; corrupt
+ *                       or truncated gzip or zip (CRC included); an .npz with
+ *                       several arrays and none named input_ids or tokens;
+ *                       a JSON Lines line that is not JSON, not an object,
+ *                       or lacks a string `text`, a file without records; a
+ *                       raw file that is not a whole number of ids; more
+ *                       than max_bytes
+ *   LQ_ERR_IO           the file cannot be opened or mapped
+ *   LQ_ERR_NOMEM */
 #ifndef LQ_CALIB_H
 #define LQ_CALIB_H
 
@@ -58,17 +93,18 @@ typedef struct {
     int64_t  seq_len;     /* tokens per window, BOS included; 512                         */
     uint64_t seed;        /* 0                                                            */
     bool     prepend_bos; /* true: windows start with the tokenizer's BOS (when it has one) */
-    int64_t  vocab_size;  /* > 0: token files must stay below it; 0 = unchecked            */
-    uint64_t max_bytes;   /* limit on the decompressed input; 0 = 4 GiB                    */
+    int64_t  vocab_size;  /* > 0: every id (files' and tokenizer's) below it; 0 = unchecked */
+    uint64_t max_bytes;   /* limit on the decompressed input in bytes; 0 = 4 GiB           */
 } lq_calib_params;
 
 lq_calib_params lq_calib_default_params(void);
 
 typedef struct {
     lq_calib_kind kind;
-    char          sha256[65];   /* hex sha256 of the input file's bytes as stored           */
-    uint64_t      file_bytes;
-    int64_t       n_stream;     /* tokens in the whole stream                              */
+    char          sha256[65];   /* lowercase hex sha256 of the input file's bytes as stored
+                                   (of the .gz file itself, not of its content)             */
+    uint64_t      file_bytes;   /* size of the input file as stored                        */
+    int64_t       n_stream;     /* N: tokens in the whole stream (no BOS added for text)   */
     int64_t       n_samples, seq_len;
     int32_t       bos_id;       /* the id put first in each window, or -1 when none         */
     int32_t      *tokens;       /* n_samples x seq_len ids                                 */
@@ -79,11 +115,15 @@ typedef struct {
 /*! lq_calib_load() : read `path` and pick the windows. `tok` is required for
  *  text and JSON Lines (LQ_ERR_INVALID_ARG without one) and gives the BOS id
  *  for every kind (may be NULL for token files: then no BOS). `p` may be
- *  NULL (defaults). */
+ *  NULL (defaults). On LQ_OK *out is a new set (free with lq_calib_free);
+ *  otherwise *out = NULL and nothing is kept. The file is mapped read-only
+ *  and unmapped before returning. */
 lq_status lq_calib_load(const char *path, const lq_tokenizer *tok, const lq_calib_params *p, lq_calib_set **out);
 /*! lq_calib_from_tokens() : the same window choice over a token stream in
- *  memory (tests, callers with their own data); kind = LQ_CALIB_RAW_U32 and
- *  sha256 over the ids as little-endian uint32. */
+ *  memory (tests, callers with their own data): `bos_id` (-1: none) starts
+ *  each window when p->prepend_bos; ids must lie in [0, vocab_size) (or be
+ *  >= 0 when vocab_size is 0). kind = LQ_CALIB_RAW_U32, sha256 over the ids
+ *  as little-endian uint32, file_bytes = 4 * n. `ids` is not kept. */
 lq_status lq_calib_from_tokens(const int32_t *ids, int64_t n, int32_t bos_id, const lq_calib_params *p,
                                lq_calib_set **out);
 void lq_calib_free(lq_calib_set *c); /* accepts NULL */

@@ -415,6 +415,11 @@ static lq_status plan_tensor(const lq_model_config *cfg, const lq_qtensor *t, pl
                  (long long)layer, (long long)cfg->n_layers);
     const lq_qtype_traits *tr = lq_qtype_traits_of(t->qtype);
     LQ_RETURN_IF(!tr || tr->kind == LQ_QK_NONE, LQ_ERR_INVALID_ARG, "tensor '%s': no storage type", nm);
+    /* GGUF has no per-column group index: act-order layouts cannot be stored */
+    LQ_RETURN_IF(t->g_idx, LQ_ERR_UNSUPPORTED,
+                 "tensor '%s' carries a g_idx (GPTQ act-order), which GGUF cannot store; write it as GPTQ, or "
+                 "quantize with static groups or without act-order",
+                 nm);
     LQ_RETURN_IF(tr->kind == LQ_QK_INT || tr->kind == LQ_QK_FP8, LQ_ERR_UNSUPPORTED,
                  "tensor '%s': %s has no GGUF equivalent (GGUF stores f32/f16/bf16 and ggml block types)", nm,
                  tr->name);

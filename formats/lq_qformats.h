@@ -137,7 +137,8 @@ typedef struct {
     bool                   no_fsync;
     bool                   ct_actorder_group; /* compressed-tensors: write act-order g_idx as weight_g_idx with
                                                  actorder "group" (vLLM and compressed-tensors before 0.20 load
-                                                 it; 0.20 refuses it); false: such tensors are refused */
+                                                 it; 0.20 refuses it); false: such tensors are refused
+                                                 (LQ_ERR_UNSUPPORTED naming the tensor) */
     int                    n_threads;
     lq_progress_fn         progress;
     void                  *progress_user;
@@ -154,7 +155,16 @@ lq_qformat_write_params lq_qformat_write_default_params(void);
  *  "+:" overrides for other bits/group sizes; compressed-tensors: one config
  *  group per scheme, `ignore` for plain Linear modules). Symmetric GPTQ v1
  *  4-bit qzeros words are 0x77777777. An asymmetric zero point of 0 cannot
- *  be stored in v1: LQ_ERR_UNSUPPORTED naming the tensor (use gptq_v2). */
+ *  be stored in v1: LQ_ERR_UNSUPPORTED naming the tensor (use gptq_v2).
+ *  Act-order (lq_qtensor.g_idx not NULL and not k / G, INT types only): the
+ *  codes stay in the original column order and scale/zero row g is group g;
+ *  GPTQ writes g_idx as given and "desc_act": true (grouped modules without
+ *  act-order then get a "+:" {"desc_act": false} override in `dynamic`);
+ *  compressed-tensors writes weight_g_idx (I32 [cols]) for every module of
+ *  the scheme and the scheme's weights "actorder": "group", only with
+ *  p->ct_actorder_group. A g_idx with a value outside [0, cols / G) or a
+ *  group without exactly G columns, or a g_idx on a non-INT tensor:
+ *  LQ_ERR_INVALID_ARG naming the tensor. */
 lq_status lq_qformat_write_dir(const char *dir, const lq_qtensor *t, int64_t n, const lq_qformat_write_params *p);
 
 typedef struct lq_quant_config lq_quant_config;
@@ -177,8 +187,16 @@ lq_qformat lq_quant_config_format(const lq_quant_config *qc);
  *  module stored plain (prefix.weight, F32/F16/BF16) comes back as a KEEP
  *  type borrowing its tensor. *owned receives one lq_malloc'ed block holding
  *  every owned buffer (NULL when none); free it after the last use.
- *  LQ_ERR_FORMAT (named) for missing or mis-shaped tensors, LQ_ERR_UNSUPPORTED
- *  for a layout outside the table (e.g. a g_idx that is not k / group). */
+ *  GPTQ `g_idx` / compressed-tensors `weight_g_idx` (I32 [cols]): absent or
+ *  k / G gives out->g_idx NULL (the plain layout); anything else (act-order)
+ *  is validated as hostile input (every value in [0, cols / G), else
+ *  LQ_ERR_FORMAT; every group exactly G columns, else LQ_ERR_UNSUPPORTED)
+ *  and returned in out->g_idx (owned, inside *owned) with the codes in the
+ *  file's column order: w[r][k] = s[r][g_idx[k]] * (u[r][k] - z[r][g_idx[k]]),
+ *  as transformers dequantizes it. A non-trivial g_idx under desc_act false
+ *  (or a scheme without actorder "group") is still applied, with a warning
+ *  (vLLM would ignore it). LQ_ERR_FORMAT (named) for missing or mis-shaped
+ *  tensors, LQ_ERR_UNSUPPORTED for a layout outside the table. */
 lq_status lq_qformat_load(const lq_checkpoint *ck, const lq_quant_config *qc, const char *prefix, int64_t rows,
                           int64_t cols, lq_qtensor *out, void **owned);
 

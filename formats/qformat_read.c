@@ -3,11 +3,16 @@
  * lq_qtensor in the lq layout, bit for bit what qformat_write.c was given.
  *
  * GPTQ: qweight I32 [K*b/32, N] is transposed into lq rows (owned), scales
- *   [G, N] -> f32 [N, G], qzeros unpacked (v1 "gptq": stored + 1), g_idx must
- *   be k / group (act-order checkpoints are refused). `dynamic` is honoured
- *   as GPTQModel and vLLM do: the first key whose regex re.match()es the
- *   module name wins; "-:" leaves it plain, "+:" (or no prefix) overrides
- *   bits / group_size / sym.
+ *   [G, N] -> f32 [N, G], qzeros unpacked (v1 "gptq": stored + 1). g_idx
+ *   (and compressed-tensors' weight_g_idx) is checked as hostile input: I32
+ *   [K], values in [0, K/G), every group exactly G columns; k / G (or no
+ *   g_idx) is the plain layout, anything else (act-order, desc_act) comes
+ *   back as lq_qtensor.g_idx with the codes in the file's column order and
+ *   scale row g = group g, as transformers dequantizes it:
+ *   w[:, k] = scales[g_idx[k]] * (q[:, k] - zeros[g_idx[k]]). `dynamic` is
+ *   honoured as GPTQModel and vLLM do: the first key whose regex re.match()es
+ *   the module name wins; "-:" leaves it plain, "+:" (or no prefix) overrides
+ *   bits / group_size / sym / desc_act.
  * compressed-tensors: the module's config group is found as vLLM does (an
  *   exact name target, then a "re:" target, then the class "Linear"), after
  *   `ignore`. pack-quantized weight_packed is borrowed in place (it is the lq
@@ -43,6 +48,7 @@ typedef struct {
     int     bits;  /* 0: the base value */
     int64_t group; /* 0: the base value (-1 per channel) */
     int     sym;   /* -1: the base value */
+    int     desc_act; /* -1: the base value */
 } gptq_override;
 
 typedef struct {
@@ -56,6 +62,7 @@ typedef struct {
     char     strategy[16];
     int64_t  group_size; /* 0: none */
     bool     dynamic;
+    bool     actorder_group; /* weights "actorder": "group" / "dynamic" / true: loaders apply weight_g_idx */
     bool     has_input_acts;
     char     format[32]; /* "" = the global format */
 } ct_group;
@@ -323,8 +330,9 @@ static lq_status parse_gptq(const char *label, const lq_json *q, lq_quant_config
         }
         qc->n_dyn++; /* counted first: pattern_free() releases a half-built entry */
         LQ_TRY(pattern_init(label, &o->pat, key, kl, true));
-        o->skip = skip;
-        o->sym  = -1;
+        o->skip     = skip;
+        o->sym      = -1;
+        o->desc_act = -1;
         LQ_RETURN_IF(e->type != LQ_JSON_OBJECT, LQ_ERR_FORMAT, "%s: dynamic \"%s\": the value is not an object", label,
                      e->key);
         char w2[64];
@@ -340,6 +348,11 @@ static lq_status parse_gptq(const char *label, const lq_json *q, lq_quant_config
             bool s = true;
             LQ_TRY(get_bool(label, w2, e, "sym", &s));
             o->sym = s;
+        }
+        if (!absent(lq_json_get(e, "desc_act"))) {
+            bool d = false;
+            LQ_TRY(get_bool(label, w2, e, "desc_act", &d));
+            o->desc_act = d;
         }
     }
     return LQ_OK;
@@ -408,6 +421,11 @@ static lq_status parse_ct_group(const char *label, const lq_json *gj, ct_group *
     g->group_size  = gs > 0 ? gs : 0;
     const lq_json *dy = lq_json_get(w, "dynamic");
     g->dynamic     = !absent(dy) && dy->type != LQ_JSON_FALSE; /* true or "local" */
+    /* only informs a warning: weight_g_idx itself is what the loader applies */
+    const lq_json *ao = lq_json_get(w, "actorder");
+    g->actorder_group = !absent(ao) && (ao->type == LQ_JSON_TRUE ||
+                                        (ao->type == LQ_JSON_STRING && (strcmp(ao->str, "group") == 0 ||
+                                                                        strcmp(ao->str, "dynamic") == 0)));
     return LQ_OK;
 }
 
@@ -701,7 +719,7 @@ static lq_status load_gptq(const char *label, const lq_checkpoint *ck, const lq_
                            int64_t rows, int64_t cols, lq_qtensor *out, void **owned) {
     int     bits = qc->bits;
     int64_t group = qc->group;
-    bool    sym = qc->sym, skip = strcmp(prefix, "lm_head") == 0 && !qc->lm_head;
+    bool    sym = qc->sym, desc_act = qc->desc_act, skip = strcmp(prefix, "lm_head") == 0 && !qc->lm_head;
     for (uint32_t i = 0; i < qc->n_dyn; i++) {
         const gptq_override *o = &qc->dyn[i];
         if (!pattern_match_re(&o->pat, prefix)) continue;
@@ -711,6 +729,7 @@ static lq_status load_gptq(const char *label, const lq_checkpoint *ck, const lq_
             if (o->bits) bits = o->bits;
             if (o->group) group = o->group;
             if (o->sym >= 0) sym = o->sym;
+            if (o->desc_act >= 0) desc_act = o->desc_act;
         }
         break;
     }
@@ -741,6 +760,10 @@ static lq_status load_gptq(const char *label, const lq_checkpoint *ck, const lq_
     const lq_tensor_info *gi = find(ck, prefix, "g_idx");
     bool                  gi_trivial = true;
     if (gi) LQ_TRY(check_g_idx(label, prefix, gi, cols, G, &gi_trivial));
+    if (!gi_trivial && !desc_act)
+        LQ_LOG_WARN("%s: module '%s': g_idx is not k / %lld but desc_act is false (vLLM ignores g_idx then); using "
+                    "g_idx as transformers does",
+                    label, prefix, (long long)G);
 
     /* zero points: v1 stores z - 1 */
     const bool     v1 = qc->format == LQ_QFMT_GPTQ;
@@ -890,6 +913,10 @@ static lq_status load_ct_int(const char *label, const lq_checkpoint *ck, const c
     const lq_tensor_info *gi = find(ck, prefix, "weight_g_idx");
     bool                  gi_trivial = true;
     if (gi) LQ_TRY(check_g_idx(label, prefix, gi, cols, G, &gi_trivial));
+    if (!gi_trivial && !grp->actorder_group)
+        LQ_LOG_WARN("%s: module '%s': weight_g_idx is not k / %lld but its scheme has no actorder \"group\" (vLLM "
+                    "ignores it then); using weight_g_idx",
+                    label, prefix, (long long)G);
     const lq_tensor_info *zp = NULL;
     if (!grp->sym) {
         zp = require(label, prefix, ck, "weight_zero_point", &st);

@@ -14,12 +14,17 @@
  *   qzeros  I32 [G, N*b/32]  row g = the stream of the N zero points of group
  *                            g; v1 ("gptq") stores (z - 1) & (2^b - 1),
  *                            v2 ("gptq_v2") stores z;
- *   scales  F16 [G, N]; g_idx I32 [K] = k / group, or the act-order g_idx given (desc_act true).
+ *   scales  F16 [G, N]; g_idx I32 [K] = k / group, or the act-order g_idx
+ *                            given (codes stay in the original column order,
+ *                            scales/qzeros row g = group g; desc_act true).
  * compressed-tensors (pack_quantized/helpers.py pack_to_int32, dense since
  *   vllm-project/compressed-tensors#715): weight_packed I32 [N, ceil(K*b/32)]
  *   is exactly the lq rows; weight_scale [N, K/G] ([N, 1] per channel) in the
  *   tensor's scale dtype; weight_shape I64 [2]; weight_zero_point I32
- *   [ceil(N*b/32), K/G] for asymmetric types (packed along dim 0). FP8:
+ *   [ceil(N*b/32), K/G] for asymmetric types (packed along dim 0);
+ *   weight_g_idx I32 [K] for every module of a scheme written with actorder
+ *   "group" (only when p->ct_actorder_group asks for it: compressed-tensors
+ *   0.20 removed that mode and refuses such configs). FP8:
  *   `weight` F8_E4M3 + weight_scale [N, 1] or [1] (float-quantized).
  * Everything is validated before the first byte is written. */
 #include "formats_internal.h"
@@ -244,7 +249,6 @@ static bool scale_exact(float s, lq_dtype dt) {
     return memcmp(&back, &s, 4) == 0 && s == s && s - s == 0.f; /* finite, same bits */
 }
 
-/* Validates one tensor against the format before anything is written. */
 /* a g_idx that is not k / G (act-order) */
 static bool act_ordered(const lq_qtensor *t) {
     const lq_qtype_traits *tr = lq_qtype_traits_of(t->qtype);
@@ -261,6 +265,7 @@ static bool any_act_ordered(const lq_qtensor *t, int64_t n, lq_qtype only) {
     return false;
 }
 
+/* Validates one tensor against the format before anything is written. */
 static lq_status check_tensor(const char *dir, const lq_qtensor *t, lq_qformat f, bool ct_group) {
     LQ_RETURN_IF(!t->name || !t->name[0], LQ_ERR_INVALID_ARG, "%s: a tensor has no name", dir);
     const lq_qtype_traits *tr = lq_qtype_traits_of(t->qtype);
@@ -268,6 +273,8 @@ static lq_status check_tensor(const char *dir, const lq_qtensor *t, lq_qformat f
     LQ_RETURN_IF(t->n_dims < 0 || t->n_dims > LQ_MAX_DIMS, LQ_ERR_SHAPE, "%s: tensor '%s': bad rank %d", dir, t->name,
                  (int)t->n_dims);
     LQ_RETURN_IF(!t->data, LQ_ERR_INVALID_ARG, "%s: tensor '%s': no data", dir, t->name);
+    LQ_RETURN_IF(t->g_idx && tr->kind != LQ_QK_INT, LQ_ERR_INVALID_ARG,
+                 "%s: tensor '%s': a g_idx on a %s tensor (only integer types have groups)", dir, t->name, tr->name);
     if (tr->kind == LQ_QK_KEEP) return LQ_OK;
     LQ_RETURN_IF(tr->kind == LQ_QK_GGML, LQ_ERR_UNSUPPORTED, "%s: tensor '%s': %s is a GGUF-only block type (%s)",
                  dir, t->name, tr->name, lq_qformat_name(f));
@@ -285,14 +292,7 @@ static lq_status check_tensor(const char *dir, const lq_qtensor *t, lq_qformat f
     const bool has_z = lq_qtype_has_zeros(t->qtype);
     LQ_RETURN_IF(has_z && !t->zeros, LQ_ERR_INVALID_ARG, "%s: tensor '%s': %s needs zero points", dir, t->name,
                  tr->name);
-    LQ_RETURN_IF(f == LQ_QFMT_CT && act_ordered(t) && !ct_group, LQ_ERR_UNSUPPORTED,
-                 "%s: tensor '%s' has an act-order g_idx: compressed-tensors removed actorder \"group\" (0.20 refuses "
-                 "it); quantize with static groups (act-order with g_idx = k / G), write GPTQ, or ask for actorder "
-                 "\"group\" explicitly (older vLLM / compressed-tensors)",
-                 dir, t->name);
-    if (t->g_idx) {
-        LQ_RETURN_IF(tr->kind != LQ_QK_INT, LQ_ERR_INVALID_ARG, "%s: tensor '%s': g_idx on a %s tensor", dir, t->name,
-                     tr->name);
+    if (t->g_idx) { /* act-order GPTQ's floor(rank / G): values in range, every group exactly G columns */
         const int64_t G = tr->group > 0 ? tr->group : cols, ng = lq_qtype_n_groups(t->qtype, cols);
         int64_t      *cnt = lq_calloc((size_t)ng, sizeof *cnt);
         LQ_RETURN_IF(!cnt, LQ_ERR_NOMEM, "out of memory");
@@ -315,6 +315,11 @@ static lq_status check_tensor(const char *dir, const lq_qtensor *t, lq_qformat f
         lq_free(cnt);
         LQ_TRY(st);
     }
+    LQ_RETURN_IF(f == LQ_QFMT_CT && act_ordered(t) && !ct_group, LQ_ERR_UNSUPPORTED,
+                 "%s: tensor '%s' has an act-order g_idx: compressed-tensors removed actorder \"group\" (0.20 refuses "
+                 "it); quantize with static groups (act-order with g_idx = k / G), write GPTQ, or ask for actorder "
+                 "\"group\" explicitly (older vLLM / compressed-tensors)",
+                 dir, t->name);
     /* GPTQ scales are F16 whatever the source dtype: exact conversions only */
     const lq_dtype sdt = is_gptq(f) ? LQ_DTYPE_F16 : t->scale_dtype;
     const int64_t  ns  = lq_qtype_n_scales(t->qtype, rows, cols);
@@ -492,8 +497,20 @@ static const char *version_tag(char *buf, size_t n) {
     return buf;
 }
 
+/* desc_act: vLLM drops g_idx when desc_act is false (and GPTQModel picks its kernels by it), so it is true as soon
+ * as one module is act-ordered; a module with g_idx = k / G reads the same either way. When the modules disagree,
+ * the grouped ones without act-order get a "+:" override {"desc_act": false} in `dynamic` (GPTQModel's make_quant
+ * and vLLM's override_config read it), so that the loaders keep their plain kernels for them; a loader that ignores
+ * `dynamic` still reads every module correctly with the global true. Per-channel modules need no override (their
+ * g_idx is all 0; vLLM turns desc_act off for group_size -1 itself). */
+static bool desc_act_off(const lq_qtensor *t, bool desc) {
+    const lq_qtype_traits *tr = lq_qtype_traits_of(t->qtype);
+    return desc && tr->kind == LQ_QK_INT && tr->group > 0 && !act_ordered(t);
+}
+
 static void gptq_config(lq_json_writer *w, const lq_qtensor *t, int64_t n, lq_qformat f, const scheme *maj) {
     const lq_qtype_traits *mt = lq_qtype_traits_of(maj->qt);
+    const bool             desc = any_act_ordered(t, n, LQ_QT_NONE);
     bool                   lm_head_q = false;
     int64_t                n_dyn     = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -501,7 +518,7 @@ static void gptq_config(lq_json_writer *w, const lq_qtensor *t, int64_t n, lq_qf
         if (strcmp(t[i].name, "lm_head.weight") == 0 && is_quant_kind(k)) lm_head_q = true;
         if ((k == LQ_QK_KEEP && t[i].n_dims == 2 && is_linear_name(t[i].name) &&
              strcmp(t[i].name, "lm_head.weight") != 0) ||
-            (is_quant_kind(k) && t[i].qtype != maj->qt))
+            (is_quant_kind(k) && (t[i].qtype != maj->qt || desc_act_off(&t[i], desc))))
             n_dyn++;
     }
     lq_json_obj_begin(w);
@@ -510,7 +527,7 @@ static void gptq_config(lq_json_writer *w, const lq_qtensor *t, int64_t n, lq_qf
     lq_json_key(w, "group_size");
     lq_json_i64(w, group_size_of(maj->qt));
     lq_json_key(w, "desc_act");
-    lq_json_bool(w, any_act_ordered(t, n, LQ_QT_NONE));
+    lq_json_bool(w, desc);
     lq_json_key(w, "sym");
     lq_json_bool(w, mt->sym);
     lq_json_key(w, "damp_percent");
@@ -533,13 +550,14 @@ static void gptq_config(lq_json_writer *w, const lq_qtensor *t, int64_t n, lq_qf
                 const lq_qtype_traits *tr = lq_qtype_traits_of(t[i].qtype);
                 const bool plain = tr->kind == LQ_QK_KEEP && t[i].n_dims == 2 && is_linear_name(t[i].name) &&
                                    strcmp(t[i].name, "lm_head.weight") != 0;
-                const bool other = is_quant_kind(tr->kind) && t[i].qtype != maj->qt;
-                if (!(pass == 0 ? plain : other)) continue;
+                const bool other  = is_quant_kind(tr->kind) && t[i].qtype != maj->qt;
+                const bool nodesc = is_quant_kind(tr->kind) && desc_act_off(&t[i], desc);
+                if (!(pass == 0 ? plain : other || nodesc)) continue;
                 char *m = module_name(t[i].name);
                 char *r = m ? exact_regex(pass == 0 ? "-:" : "+:", m) : NULL;
                 lq_json_key(w, r ? r : "");
                 lq_json_obj_begin(w);
-                if (pass == 1) {
+                if (pass == 1 && other) {
                     lq_json_key(w, "bits");
                     lq_json_i64(w, tr->bits);
                     lq_json_key(w, "group_size");
@@ -548,6 +566,10 @@ static void gptq_config(lq_json_writer *w, const lq_qtensor *t, int64_t n, lq_qf
                         lq_json_key(w, "sym");
                         lq_json_bool(w, tr->sym);
                     }
+                }
+                if (pass == 1 && nodesc) {
+                    lq_json_key(w, "desc_act");
+                    lq_json_bool(w, false);
                 }
                 lq_json_obj_end(w);
                 lq_free(r);

@@ -137,6 +137,11 @@ int lq__bench_cuda_qmatmul(FILE *out) {
     return 1;
 }
 
+int lq__bench_cuda_gptq(FILE *out) {
+    fprintf(out, "cuda gptq: no CUDA (" NOT_BUILT ")\n");
+    return 1;
+}
+
 lq_status lq_cuda_hessian_accum(double *H, const float *x, int64_t n, int64_t cols, double alpha) {
     (void)H, (void)x, (void)n, (void)cols, (void)alpha;
     LQ_LOG_ERR(NOT_BUILT);

@@ -50,9 +50,12 @@ typedef struct {
     const float   *scales;  /* INT/FP8: lq_qtype_n_scales(qtype, rows, cols)  */
     const uint8_t *zeros;   /* INT asym: rows x n_groups, else NULL           */
     const int32_t *perm;    /* NULL, or cols entries (a permutation of [0, cols)):
-                               the stored columns are the input features in the
-                               order perm, y[r] = sum_j W[r][j] * x[perm[j]]
-                               (act-order GPTQ with its groups made contiguous) */
+                               stored column j holds input feature perm[j], so
+                               y[r] = sum_j W[r][j] * x[perm[j]] (act-order GPTQ
+                               with its groups made contiguous). The matmuls
+                               gather x through it; lq_weight_row_f32 returns
+                               the row in input-feature order; embedding tables
+                               cannot have one. Device pointer for lq_cuda_*. */
 } lq_weight;
 
 /* ==== quantization ==== */
@@ -177,26 +180,31 @@ typedef struct {
  *  against H (not modified) into the lq layout of p->qtype: data (rows *
  *  lq_qtype_row_bytes bytes, codes in the ORIGINAL column order), scales and
  *  zeros (rows x n_groups, group g = the g-th group of columns in processing
- *  order), g_idx (cols int32, may be NULL: k / G without act-order or with
- *  static groups; floor(rank of k in the act-order permutation / G) with
- *  act-order alone; 0 per channel). Cholesky failure: damp += 0.01 and retry,
- *  then a diagonal floor 1e-6 * max|diag| * 10^k, at most 6 more tries, then
- *  LQ_ERR_NUMERIC. Non-finite w or H: LQ_ERR_INVALID_ARG; a type that is not
- *  INT or a width it cannot store: LQ_ERR_SHAPE. Single thread, plain loops,
- *  the oracle. */
+ *  order), g_idx (cols int32: k / G without act-order or with static groups;
+ *  floor(rank of k in the act-order permutation / G) with act-order alone;
+ *  0 per channel). g_idx may be NULL unless act_order && !static_groups on a
+ *  grouped type; when given it is always written. Cholesky failure: damp +=
+ *  0.01 and retry (at most 5 increases), then damp + 0.05 with a diagonal
+ *  floor 1e-6 * max|diag| * 10^j, j = 0..5, then LQ_ERR_NUMERIC (st->retries
+ *  counts the failures: 11 then). Non-finite w or H: LQ_ERR_INVALID_ARG; a
+ *  type that is not INT or a width it cannot store: LQ_ERR_SHAPE. Single
+ *  thread, plain loops, the oracle (five cols x cols f64 matrices). */
 lq_status lq_gptq_ref(const lq_gptq_params *p, const float *w, int64_t rows, int64_t cols, const double *H,
                       void *data, float *scales, uint8_t *zeros, int32_t *g_idx, lq_gptq_stats *st);
 /*! lq_gptq_cpu() : the same over OpenMP threads with blocked f64 kernels
  *  (Cholesky, triangular inverse, the lazy-batch update as a GEMM). Results
- *  do not depend on n_threads; they may differ from _ref in rare rounding
- *  ties (summation order). */
+ *  do not depend on n_threads (<= 0: the OpenMP default); they may differ
+ *  from _ref in rare rounding ties (summation order). Memory: two cols x
+ *  cols and one rows x cols f64 matrix, plus O((rows + cols) * 128). */
 lq_status lq_gptq_cpu(const lq_gptq_params *p, const float *w, int64_t rows, int64_t cols, const double *H,
                       void *data, float *scales, uint8_t *zeros, int32_t *g_idx, lq_gptq_stats *st, int n_threads);
 
 /*! lq_hessian_accum_ref() / _cpu() : H (cols x cols f64, full) += alpha *
  *  x^T x for x (n x cols f32 rows). _ref: f64 products summed in row order;
  *  _cpu: f32 products summed in f32 over fixed chunks of at most 256 rows
- *  (a GEMM), each chunk added to H in f64; independent of n_threads. */
+ *  (rows 0-255, 256-511, ... of this call; a GEMM), each chunk added to H in
+ *  f64 in chunk order; H stays exactly symmetric if it was; independent of
+ *  n_threads. */
 void      lq_hessian_accum_ref(double *H, const float *x, int64_t n, int64_t cols, double alpha);
 lq_status lq_hessian_accum_cpu(double *H, const float *x, int64_t n, int64_t cols, double alpha, int n_threads);
 

@@ -1328,6 +1328,118 @@ static void test_cuda_matmul_perm(void) {
     free(w), free(x), free(perm), free(d), free(sc), free(y1), free(y2);
 }
 
+/* a random permutation of [0, n) (malloc'ed) */
+static int32_t *rand_perm(int64_t n, uint64_t seed) {
+    int32_t *p = malloc((size_t)n * sizeof *p);
+    uint64_t s = seed;
+    CU_ASSERT_FATAL(p != NULL);
+    for (int64_t k = 0; k < n; k++) p[k] = (int32_t)k;
+    for (int64_t k = n - 1; k > 0; k--) {
+        const int64_t j = (int64_t)(lq_test_rand(&s) % (uint64_t)(k + 1));
+        const int32_t t = p[k];
+        p[k] = p[j], p[j] = t;
+    }
+    return p;
+}
+
+/* act-order weights (lq_weight.perm) on the device: lq_cuda_matmul against lq_matmul_ref for the GEMV and GEMM
+ * paths and several INT types; then a whole lq_cuda_llama whose matrices carry perms (uploaded by
+ * lq_cuda_llama_init) against the `_ref` forward, with q/k/v and gate/up mixing perm and no perm so that the
+ * scratch reuse between the matmuls of a group is exercised */
+static void test_cuda_perm_parity(void) {
+    static const lq_qtype types[] = {LQ_QT_INT4_G32, LQ_QT_INT8_G64_ASYM, LQ_QT_INT3_G32, LQ_QT_INT4_CH_ASYM};
+    static const int64_t  ns[]    = {1, 5, 40};
+    const int64_t         R = 72, C = 256;
+    uint64_t              s = 77;
+    float *x = malloc((size_t)(40 * C) * 4), *y1 = malloc((size_t)(40 * R) * 4), *y2 = malloc((size_t)(40 * R) * 4);
+    CU_ASSERT_FATAL(x && y1 && y2);
+    fill(x, 40 * C, 1.f, &s);
+    float *dx = dev_copy(x, (size_t)(40 * C) * 4), *dy = NULL;
+    CU_ASSERT_FATAL(lq_cuda_malloc((void **)&dy, (size_t)(40 * R) * 4) == LQ_OK);
+    double worst = 0;
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        qhost     q    = qhost_make(types[t], R, C, 1.0 / sqrt((double)C), 7100 + t);
+        int32_t  *perm = rand_perm(C, 7200 + t);
+        lq_weight hw   = q.w;
+        hw.perm        = perm;
+        lq_weight dw   = qdev(&q);
+        int32_t  *dp   = dev_copy(perm, (size_t)C * 4);
+        dw.perm        = dp;
+        for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+            const int64_t n = ns[k];
+            CU_ASSERT_FATAL(lq_matmul_ref(y1, x, n, &hw, NULL) == LQ_OK);
+            CU_ASSERT_FATAL(lq_cuda_matmul(dy, dx, n, &dw, NULL) == LQ_OK);
+            CU_ASSERT_FATAL(lq_cuda_memcpy_d2h(y2, dy, (size_t)(n * R) * 4) == LQ_OK);
+            const double e = rel_err(y2, y1, n * R);
+            worst          = e > worst ? e : worst;
+            if (!(e < TOL_QMATMUL))
+                printf("\n  perm matmul %s n=%lld: rel err %.3g", lq_qtype_name(types[t]), (long long)n, e);
+            CU_ASSERT(e < TOL_QMATMUL);
+        }
+        lq_cuda_free(dp);
+        qdev_free(&dw);
+        qhost_free(&q);
+        free(perm);
+    }
+    printf("\n  perm matmuls: worst rel err %.3g (budget %.0e)", worst, TOL_QMATMUL);
+    lq_cuda_free(dx), lq_cuda_free(dy);
+    free(x), free(y1), free(y2);
+
+    /* the whole model: wq, wk (perm), wv (none), wo (perm), gate (perm), up (none), down (per channel, perm) */
+    enum { S = 32, B = 17, N_TOK = 22 };
+    static const lq_qtype mix[7]  = {LQ_QT_INT4_G32,      LQ_QT_INT8_G64_ASYM, LQ_QT_INT4_G32, LQ_QT_INT4_G64,
+                                     LQ_QT_INT4_G32_ASYM, LQ_QT_INT4_G32,      LQ_QT_INT4_CH};
+    static const bool     with[7] = {true, true, false, true, true, false, true};
+    rand_llama m;
+    rand_llama_init(&m, LQ_DTYPE_F32, false, true, true, 8400);
+    qhost    qs[RL_LAYERS * 7];
+    int32_t *perms[RL_LAYERS * 7];
+    int      nq = 0;
+    for (int l = 0; l < RL_LAYERS; l++) {
+        lq_llama_layer  *y      = &m.layers[l];
+        lq_weight *const all[7] = {&y->wq, &y->wk, &y->wv, &y->wo, &y->w_gate, &y->w_up, &y->w_down};
+        for (int i = 0; i < 7; i++) {
+            qs[nq]    = qhost_make(mix[i], all[i]->rows, all[i]->cols, 1.0 / sqrt((double)all[i]->cols),
+                                   8500 + (uint64_t)(10 * l + i));
+            perms[nq] = with[i] ? rand_perm(all[i]->cols, 8600 + (uint64_t)(10 * l + i)) : NULL;
+            free_const(all[i]->data);
+            *all[i]      = qs[nq].w;
+            all[i]->perm = perms[nq];
+            nq++;
+        }
+    }
+    lq_cuda_llama *g = NULL;
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_llama_init(&m.w, S, B, &g), LQ_OK);
+    ref_llama r;
+    ref_llama_init(&r, &m.w, S, false);
+    uint64_t ts = 8700;
+    int32_t  tok[N_TOK];
+    for (int i = 0; i < N_TOK; i++) tok[i] = (int32_t)(lq_test_rand(&ts) % RL_VOCAB);
+    float *const want = malloc(sizeof(float) * B * RL_VOCAB), *const got = malloc(sizeof(float) * B * RL_VOCAB);
+    CU_ASSERT_FATAL(want && got);
+    ref_forward(&r, tok, B, 0, want, false);
+    CU_ASSERT_EQUAL(lq_cuda_llama_forward(g, tok, B, 0, got, false), LQ_OK);
+    worst = rel_err(got, want, B * RL_VOCAB);
+    for (int i = 0; i < N_TOK - B; i++) {
+        ref_forward(&r, tok + B + i, 1, B + i, want, true);
+        CU_ASSERT_EQUAL(lq_cuda_llama_forward(g, tok + B + i, 1, B + i, got, true), LQ_OK);
+        const double e = rel_err(got, want, RL_VOCAB);
+        worst          = e > worst ? e : worst;
+    }
+    printf("\n  llama with act-order perms: worst rel err %.3g (budget %.0e)", worst, TOL_MODEL_QUANT);
+    CU_ASSERT(worst < TOL_MODEL_QUANT);
+    lq_cuda_llama_free(g);
+    ref_llama_free(&r);
+    free(want), free(got);
+    for (int l = 0; l < RL_LAYERS; l++) {
+        lq_llama_layer *y = &m.layers[l];
+        y->wq.data = y->wk.data = y->wv.data = y->wo.data = NULL;
+        y->w_gate.data = y->w_up.data = y->w_down.data = NULL;
+    }
+    for (int i = 0; i < nq; i++) qhost_free(&qs[i]), free(perms[i]);
+    rand_llama_free(&m);
+}
+
 static lq_qtype cuda_int4(const char *name, void *user) {
     (void)name, (void)user;
     return LQ_QT_INT4_G32;
@@ -1362,6 +1474,293 @@ static void test_cuda_gptq_engine(void) {
     lq_gptq_result_free(a), lq_gptq_result_free(b), lq_calib_free(cs);
 }
 
+/* ---- lq_cuda_gptq / lq_cuda_hessian_accum against lq_gptq_cpu / lq_hessian_accum_cpu ----
+ * Codes may differ at rare rounding ties (cuSOLVER and cuBLAS sum in another
+ * order), and a tie changes the rest of that row: budget >= 99.5 % equal
+ * codes; a row whose codes all agree must have the same scales and zeros;
+ * loss within 1e-3 relative; g_idx and the damping statistics identical. */
+#define GQ_TOL_CODES 0.995
+#define GQ_TOL_LOSS  1e-3
+#define GQ_TOL_HESS  1e-5
+
+static void *gq_dev_copy(const void *h, size_t n) {
+    void *d = NULL;
+    CU_ASSERT_FATAL(lq_cuda_malloc(&d, n) == LQ_OK);
+    CU_ASSERT_FATAL(lq_cuda_memcpy_h2d(d, h, n) == LQ_OK);
+    return d;
+}
+
+static unsigned gq_code(const uint8_t *row, int64_t k, int bits) {
+    const uint64_t pos = (uint64_t)k * (uint64_t)bits;
+    const unsigned off = (unsigned)(pos & 7u);
+    unsigned       v   = row[pos >> 3];
+    if (off + (unsigned)bits > 8u) v |= (unsigned)row[(pos >> 3) + 1] << 8;
+    return (v >> off) & ((1u << bits) - 1u);
+}
+
+typedef struct {
+    uint8_t      *data, *zeros;
+    float        *scales;
+    int32_t      *g_idx;
+    lq_gptq_stats st;
+} gq_out;
+
+static void gq_alloc(gq_out *o, lq_qtype t, int64_t R, int64_t C) {
+    const int64_t ns = lq_qtype_n_scales(t, R, C);
+    o->data          = calloc((size_t)(lq_qtype_row_bytes(t, C) * (uint64_t)R), 1);
+    o->zeros         = calloc((size_t)ns, 1);
+    o->scales        = calloc((size_t)ns, sizeof(float));
+    o->g_idx         = calloc((size_t)C, sizeof(int32_t));
+    memset(&o->st, 0, sizeof o->st);
+    CU_ASSERT_FATAL(o->data && o->zeros && o->scales && o->g_idx);
+}
+
+static void gq_free(gq_out *o) { free(o->data), free(o->zeros), free(o->scales), free(o->g_idx); }
+
+/* H = (2/n) X^T X, X (n x C) with columns of unequal scale and neighbours correlated */
+static double *gq_hessian(int64_t n, int64_t C, uint64_t seed) {
+    float  *x = malloc((size_t)(n * C) * sizeof *x);
+    double *H = calloc((size_t)(C * C), sizeof *H);
+    CU_ASSERT_FATAL(x && H);
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t j = 0; j < C; j++) {
+            const float u = lq_test_randf(&seed) * (1.f + (float)(j % 5));
+            x[t * C + j]  = j ? u + 0.5f * x[t * C + j - 1] : u;
+        }
+    lq_hessian_accum_ref(H, x, n, C, 2.0 / (double)n);
+    free(x);
+    return H;
+}
+
+/* lq_cuda_gptq(H, w) against lq_gptq_cpu; returns the number of failed checks (and prints them) */
+static int gq_compare(const char *what, const lq_gptq_params *p, const float *w, int64_t R, int64_t C,
+                      const double *H) {
+    const lq_qtype_traits *tr   = lq_qtype_traits_of(p->qtype);
+    const int              bits = tr->bits;
+    const int64_t          ng = lq_qtype_n_groups(p->qtype, C), rb = (int64_t)lq_qtype_row_bytes(p->qtype, C);
+    gq_out                 a, b;
+    gq_alloc(&a, p->qtype, R, C);
+    gq_alloc(&b, p->qtype, R, C);
+    CU_ASSERT_FATAL(lq_gptq_cpu(p, w, R, C, H, a.data, a.scales, a.zeros, a.g_idx, &a.st, 0) == LQ_OK);
+    float  *dw = gq_dev_copy(w, (size_t)(R * C) * sizeof(float));
+    double *dh = gq_dev_copy(H, (size_t)(C * C) * sizeof(double));
+    const lq_status s = lq_cuda_gptq(p, dw, R, C, dh, b.data, b.scales, b.zeros, b.g_idx, &b.st);
+    CU_ASSERT_EQUAL(s, LQ_OK);
+    int64_t same = 0, rows_same = 0, scale_bad = 0;
+    for (int64_t r = 0; r < R; r++) {
+        int64_t row_same = 0;
+        for (int64_t k = 0; k < C; k++)
+            row_same += gq_code(a.data + r * rb, k, bits) == gq_code(b.data + r * rb, k, bits);
+        same += row_same;
+        if (row_same != C) continue;
+        rows_same++;
+        for (int64_t g = 0; g < ng; g++)
+            scale_bad += a.scales[r * ng + g] != b.scales[r * ng + g] ||
+                         (!tr->sym && a.zeros[r * ng + g] != b.zeros[r * ng + g]);
+    }
+    /* padding bits of each row are zero on both sides */
+    int64_t pad_bad = 0;
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t bit = C * bits; bit < rb * 8; bit++) pad_bad += (b.data[r * rb + bit / 8] >> (bit % 8)) & 1;
+    const double frac  = (double)same / (double)(R * C);
+    const double lossd = fabs(a.st.loss - b.st.loss) / (a.st.loss > 0 ? a.st.loss : 1.0);
+    const bool   gi_ok = memcmp(a.g_idx, b.g_idx, (size_t)C * sizeof(int32_t)) == 0;
+    int          fails = 0;
+    fails += s != LQ_OK;
+    fails += !(frac >= GQ_TOL_CODES);
+    fails += scale_bad != 0;
+    fails += !(lossd <= GQ_TOL_LOSS);
+    fails += !gi_ok;
+    fails += pad_bad != 0;
+    fails += a.st.retries != b.st.retries || a.st.damp != b.st.damp || a.st.dead_cols != b.st.dead_cols;
+    if (fails)
+        printf("\n  gptq %s %s %lldx%lld act %d static %d mse %d block %d: codes %.4f equal (%lld/%lld rows), "
+               "%lld scale mismatches in equal rows, loss cpu %.9g cuda %.9g (rel %.2e), g_idx %s, pad bits %lld, "
+               "retries %d/%d damp %g/%g dead %lld/%lld",
+               what, lq_qtype_name(p->qtype), (long long)R, (long long)C, p->act_order, p->static_groups, p->mse,
+               p->block_size, frac, (long long)rows_same, (long long)R, (long long)scale_bad, a.st.loss, b.st.loss,
+               lossd, gi_ok ? "equal" : "DIFFERENT", (long long)pad_bad, a.st.retries, b.st.retries, a.st.damp,
+               b.st.damp, (long long)a.st.dead_cols, (long long)b.st.dead_cols);
+    CU_ASSERT(frac >= GQ_TOL_CODES);
+    CU_ASSERT_EQUAL(scale_bad, 0);
+    CU_ASSERT(lossd <= GQ_TOL_LOSS);
+    CU_ASSERT(gi_ok);
+    CU_ASSERT_EQUAL(pad_bad, 0);
+    CU_ASSERT_EQUAL(a.st.retries, b.st.retries);
+    CU_ASSERT_EQUAL(a.st.damp, b.st.damp);
+    CU_ASSERT_EQUAL(a.st.dead_cols, b.st.dead_cols);
+    lq_cuda_free(dw), lq_cuda_free(dh);
+    gq_free(&a), gq_free(&b);
+    return fails;
+}
+
+static float *gq_weights(int64_t R, int64_t C, uint64_t seed) {
+    float *w = malloc((size_t)(R * C) * sizeof *w);
+    CU_ASSERT_FATAL(w != NULL);
+    for (int64_t i = 0; i < R * C; i++) w[i] = 0.05f * lq_test_randf(&seed) * (1.f + 0.5f * (float)(i % 3));
+    return w;
+}
+
+/* H accumulated on the device over chunks (n not a multiple of 256), onto a non-zero H, with column tiles
+ * (cols > 4096); exactly symmetric; n = 0 is a no-op */
+static void test_cuda_hessian_accum_parity(void) {
+    static const struct { int64_t n, C; } cases[] = {{700, 96}, {513, 100}, {1, 33}, {300, 4160}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int64_t n = cases[c].n, C = cases[c].C;
+        uint64_t      s = 900 + c;
+        float        *x = malloc((size_t)(n * C) * sizeof *x);
+        double       *h = malloc((size_t)(C * C) * sizeof *h), *d = malloc((size_t)(C * C) * sizeof *d);
+        CU_ASSERT_FATAL(x && h && d);
+        for (int64_t i = 0; i < n * C; i++) x[i] = lq_test_randf(&s) * (1.f + (float)(i % C % 7));
+        for (int64_t i = 0; i < C; i++)
+            for (int64_t j = 0; j <= i; j++) h[i * C + j] = h[j * C + i] = i == j ? 3.0 : 0.25 * lq_test_randf(&s);
+        double *dh = gq_dev_copy(h, (size_t)(C * C) * sizeof *h);
+        float  *dx = gq_dev_copy(x, (size_t)(n * C) * sizeof *x);
+        CU_ASSERT_FATAL(lq_hessian_accum_cpu(h, x, n, C, 0.375, 0) == LQ_OK);
+        CU_ASSERT_FATAL(lq_cuda_hessian_accum(dh, dx, n, C, 0.375) == LQ_OK);
+        CU_ASSERT_FATAL(lq_cuda_hessian_accum(dh, dx, 0, C, 0.375) == LQ_OK);
+        CU_ASSERT_FATAL(lq_cuda_memcpy_d2h(d, dh, (size_t)(C * C) * sizeof *d) == LQ_OK);
+        double  worst = 0;
+        int64_t asym  = 0;
+        for (int64_t i = 0; i < C; i++)
+            for (int64_t j = 0; j < C; j++) {
+                /* relative to sqrt(H_ii H_jj), the scale of entry (i, j) */
+                const double e = fabs(d[i * C + j] - h[i * C + j]) / sqrt(h[i * C + i] * h[j * C + j]);
+                worst          = e > worst ? e : worst;
+                asym += d[i * C + j] != d[j * C + i];
+            }
+        if (!(worst <= GQ_TOL_HESS) || asym)
+            printf("\n  hessian n %lld cols %lld: worst rel err %.3g, %lld asymmetric entries", (long long)n,
+                   (long long)C, worst, (long long)asym);
+        CU_ASSERT(worst <= GQ_TOL_HESS);
+        CU_ASSERT_EQUAL(asym, 0);
+        lq_cuda_free(dh), lq_cuda_free(dx);
+        free(x), free(h), free(d);
+    }
+}
+
+/* int4_g128, int4_g32_asym, int3_ch, int8_ch on 64x256 and 256x1024, plain / act-order / static / both */
+static void test_cuda_gptq_parity(void) {
+    static const lq_qtype types[] = {LQ_QT_INT4_G128, LQ_QT_INT4_G32_ASYM, LQ_QT_INT3_CH, LQ_QT_INT8_CH};
+    static const struct { int64_t R, C; } shapes[] = {{64, 256}, {256, 1024}};
+    for (size_t si = 0; si < 2; si++) {
+        const int64_t R = shapes[si].R, C = shapes[si].C;
+        double       *H = gq_hessian(2 * C, C, 70 + si);
+        float        *w = gq_weights(R, C, 80 + si);
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+            for (int v = 0; v < 4; v++) {
+                lq_gptq_params p = lq_gptq_default_params();
+                p.qtype          = types[ti];
+                p.act_order      = v & 1;
+                p.static_groups  = (v & 2) != 0;
+                if (p.static_groups && lq_qtype_traits_of(p.qtype)->group == 0) continue; /* a no-op per channel */
+                (void)gq_compare("parity", &p, w, R, C, H);
+            }
+        free(H), free(w);
+    }
+}
+
+/* the other paths: mse search, bf16/f32 scales, groups wider than the block (block 32) and a block beyond
+ * the local-memory path (512), dead columns, int2 asym, a row count that leaves part of a warp idle */
+static void test_cuda_gptq_paths(void) {
+    for (int c = 0; c < 8; c++) {
+        int64_t        R = 64, C = 256;
+        lq_gptq_params p = lq_gptq_default_params();
+        const char    *what = "";
+        switch (c) {
+        case 0: p.mse = true, what = "mse"; break;
+        case 1: p.mse = true, p.qtype = LQ_QT_INT4_G32_ASYM, p.act_order = true, what = "mse"; break;
+        case 2: p.scale_dtype = LQ_DTYPE_BF16, p.qtype = LQ_QT_INT4_G32_ASYM, what = "bf16 scales"; break;
+        case 3: p.scale_dtype = LQ_DTYPE_F32, p.qtype = LQ_QT_INT8_CH, p.act_order = true, what = "f32 scales"; break;
+        case 4: p.block_size = 32, p.act_order = true, what = "block 32"; break;
+        case 5: p.block_size = 512, R = 96, C = 1024, p.qtype = LQ_QT_INT4_G32, what = "block 512"; break;
+        case 6: p.act_order = true, p.qtype = LQ_QT_INT2_G64_ASYM, R = 37, what = "dead columns"; break;
+        default: p.block_size = 100, p.qtype = LQ_QT_INT3_G32, R = 5, C = 320, what = "block 100"; break;
+        }
+        double *H = gq_hessian(2 * C, C, 500 + (uint64_t)c);
+        float  *w = gq_weights(R, C, 600 + (uint64_t)c);
+        if (c == 6) /* five dead columns: H_jj = 0 (their row and column of H zero) */
+            for (int64_t j = 3; j < C; j += C / 5)
+                for (int64_t k = 0; k < C; k++) H[j * C + k] = H[k * C + j] = 0;
+        (void)gq_compare(what, &p, w, R, C, H);
+        free(H), free(w);
+    }
+}
+
+/* H not positive definite: damping retries (0.02 after 0.01; the diagonal floor), and past every retry */
+static void test_cuda_gptq_retry(void) {
+    const int64_t R = 64, C = 256;
+    float        *w = gq_weights(R, C, 31);
+    for (int c = 0; c < 3; c++) {
+        double *H = gq_hessian(C / 2, C, 32); /* rank C/2: singular */
+        double  m = 0;
+        for (int64_t j = 0; j < C; j++) m += H[j * C + j];
+        m /= (double)C;
+        /* shift by -s: smallest eigenvalue -s, mean diagonal m - s, s = f (m - s) */
+        const double f = c == 0 ? 0.015 : 0.07, s = f * m / (1.0 + f);
+        for (int64_t j = 0; j < C; j++) H[j * C + j] = c == 2 ? -1.0 : H[j * C + j] - s;
+        lq_gptq_params p = lq_gptq_default_params();
+        p.act_order      = c == 1;
+        if (c < 2) {
+            CU_ASSERT(gq_compare(c == 0 ? "retry damp" : "retry floor", &p, w, R, C, H) == 0);
+        } else {
+            gq_out a, b;
+            gq_alloc(&a, p.qtype, R, C);
+            gq_alloc(&b, p.qtype, R, C);
+            float  *dw = gq_dev_copy(w, (size_t)(R * C) * sizeof(float));
+            double *dh = gq_dev_copy(H, (size_t)(C * C) * sizeof(double));
+            lq_test_quiet(1);
+            CU_ASSERT_EQUAL(lq_gptq_cpu(&p, w, R, C, H, a.data, a.scales, a.zeros, a.g_idx, &a.st, 0), LQ_ERR_NUMERIC);
+            CU_ASSERT_EQUAL(lq_cuda_gptq(&p, dw, R, C, dh, b.data, b.scales, b.zeros, b.g_idx, &b.st), LQ_ERR_NUMERIC);
+            lq_test_quiet(0);
+            CU_ASSERT_EQUAL(a.st.retries, b.st.retries);
+            lq_cuda_free(dw), lq_cuda_free(dh);
+            gq_free(&a), gq_free(&b);
+        }
+        free(H);
+    }
+    free(w);
+}
+
+/* non-finite inputs, a type GPTQ cannot produce, a missing g_idx; repeated calls give identical bytes */
+static void test_cuda_gptq_refusals(void) {
+    const int64_t  R = 8, C = 64;
+    float         *w = gq_weights(R, C, 41);
+    double        *H = gq_hessian(2 * C, C, 42);
+    lq_gptq_params p = lq_gptq_default_params();
+    p.qtype          = LQ_QT_INT4_G32;
+    gq_out a, b;
+    gq_alloc(&a, p.qtype, R, C);
+    gq_alloc(&b, p.qtype, R, C);
+    float  *dw = gq_dev_copy(w, (size_t)(R * C) * sizeof(float));
+    double *dh = gq_dev_copy(H, (size_t)(C * C) * sizeof(double));
+    CU_ASSERT_EQUAL(lq_cuda_gptq(&p, dw, R, C, dh, a.data, a.scales, a.zeros, a.g_idx, &a.st), LQ_OK);
+    CU_ASSERT_EQUAL(lq_cuda_gptq(&p, dw, R, C, dh, b.data, b.scales, b.zeros, b.g_idx, &b.st), LQ_OK);
+    CU_ASSERT(memcmp(a.data, b.data, (size_t)(lq_qtype_row_bytes(p.qtype, C) * (uint64_t)R)) == 0);
+    CU_ASSERT(memcmp(a.scales, b.scales, (size_t)lq_qtype_n_scales(p.qtype, R, C) * sizeof(float)) == 0);
+    CU_ASSERT_EQUAL(a.st.loss, b.st.loss);
+    lq_test_quiet(1);
+    const float nan = NAN;
+    CU_ASSERT_FATAL(lq_cuda_memcpy_h2d(dw + 77, &nan, sizeof nan) == LQ_OK);
+    CU_ASSERT_EQUAL(lq_cuda_gptq(&p, dw, R, C, dh, b.data, b.scales, b.zeros, b.g_idx, &b.st), LQ_ERR_INVALID_ARG);
+    CU_ASSERT_FATAL(lq_cuda_memcpy_h2d(dw + 77, w + 77, sizeof(float)) == LQ_OK);
+    const double inf = INFINITY;
+    CU_ASSERT_FATAL(lq_cuda_memcpy_h2d(dh + 5 * C + 9, &inf, sizeof inf) == LQ_OK);
+    CU_ASSERT_EQUAL(lq_cuda_gptq(&p, dw, R, C, dh, b.data, b.scales, b.zeros, b.g_idx, &b.st), LQ_ERR_INVALID_ARG);
+    CU_ASSERT_FATAL(lq_cuda_memcpy_h2d(dh + 5 * C + 9, H + 5 * C + 9, sizeof(double)) == LQ_OK);
+    p.qtype = LQ_QT_FP8_E4M3_CH;
+    CU_ASSERT_EQUAL(lq_cuda_gptq(&p, dw, R, C, dh, b.data, b.scales, b.zeros, b.g_idx, &b.st), LQ_ERR_SHAPE);
+    p.qtype     = LQ_QT_INT4_G32;
+    p.act_order = true;
+    CU_ASSERT_EQUAL(lq_cuda_gptq(&p, dw, R, C, dh, b.data, b.scales, b.zeros, NULL, &b.st), LQ_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(lq_cuda_gptq(NULL, dw, R, C, dh, b.data, b.scales, b.zeros, b.g_idx, &b.st), LQ_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(lq_cuda_hessian_accum(NULL, (const float *)dw, 4, C, 1.0), LQ_ERR_INVALID_ARG);
+    lq_test_quiet(0);
+    lq_cuda_free(dw), lq_cuda_free(dh);
+    gq_free(&a), gq_free(&b);
+    free(w), free(H);
+}
+
 CU_pSuite lq_test_cuda_suite(void) {
     CU_pSuite s = lq_test_add_suite("cuda");
     LQ_ADD_TEST(s, test_cuda_device);
@@ -1385,9 +1784,15 @@ CU_pSuite lq_test_cuda_suite(void) {
     LQ_ADD_TEST(s, test_cuda_qmatmul_keep);
     LQ_ADD_TEST(s, test_cuda_qembed);
     LQ_ADD_TEST(s, test_cuda_llama_quantized);
+    LQ_ADD_TEST(s, test_cuda_perm_parity);
     LQ_ADD_TEST(s, test_cuda_hessian);
     LQ_ADD_TEST(s, test_cuda_gptq_vs_cpu);
     LQ_ADD_TEST(s, test_cuda_matmul_perm);
     LQ_ADD_TEST(s, test_cuda_gptq_engine);
+    LQ_ADD_TEST(s, test_cuda_hessian_accum_parity);
+    LQ_ADD_TEST(s, test_cuda_gptq_parity);
+    LQ_ADD_TEST(s, test_cuda_gptq_paths);
+    LQ_ADD_TEST(s, test_cuda_gptq_retry);
+    LQ_ADD_TEST(s, test_cuda_gptq_refusals);
     return s;
 }

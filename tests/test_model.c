@@ -438,6 +438,198 @@ static void test_model_quantized_runs_native(void) {
     free(got);
 }
 
+/* ---- act-order (desc_act) checkpoints ---- */
+
+static unsigned code_at(const uint8_t *row, int b, int64_t k) {
+    unsigned c = 0;
+    for (int i = 0; i < b; i++) c |= (unsigned)(row[(k * b + i) >> 3] >> ((k * b + i) & 7) & 1u) << i;
+    return c;
+}
+
+static void code_put(uint8_t *row, int b, int64_t k, unsigned c) {
+    for (int i = 0; i < b; i++)
+        if (c >> i & 1u) row[(k * b + i) >> 3] |= (uint8_t)(1u << ((k * b + i) & 7));
+}
+
+/* `src`'s decoder matrices quantized as GPTQ act-order stores them (a shuffled column order per matrix; group g =
+ * the g-th G columns of that order; codes in the original order, g_idx[order[j]] = j / G) written as `fmt` into
+ * qdir; the same model with those matrices dequantized the transformers way (w[:, k] = s[g_idx[k]] (u[:, k] -
+ * z[g_idx[k]])) written as f32 into fdir. */
+static int write_act_order(const char *src, const char *qdir, const char *fdir, lq_qtype t, lq_qformat fmt,
+                           uint64_t seed) {
+    lq_checkpoint *ck = NULL;
+    if (lq_checkpoint_open(src, &ck) != LQ_OK) return -1;
+    lq_model_config cfg;
+    lq_checkpoint_config(ck, &cfg);
+    const lq_qtype_traits *tr = lq_qtype_traits_of(t);
+    const int64_t          n  = lq_checkpoint_count(ck);
+    lq_qtensor            *qt = calloc((size_t)n, sizeof *qt);
+    lq_st_entry           *fe = calloc((size_t)n, sizeof *fe);
+    void                 **own = calloc((size_t)n * 5, sizeof *own);
+    int                    rc  = qt && fe && own ? 0 : -1;
+    uint64_t               s   = seed;
+    for (int64_t i = 0; i < n && rc == 0; i++) {
+        const lq_tensor_info *ti = lq_checkpoint_tensor(ck, i);
+        lq_qtensor           *q  = &qt[i];
+        q->name                  = ti->name;
+        q->n_dims                = ti->n_dims;
+        memcpy(q->shape, ti->shape, sizeof q->shape);
+        q->qtype       = LQ_QT_F32;
+        q->data        = ti->data;
+        q->scale_dtype = LQ_DTYPE_F16;
+        fe[i].name     = ti->name;
+        fe[i].dtype    = ti->dtype;
+        fe[i].n_dims   = ti->n_dims;
+        memcpy(fe[i].shape, ti->shape, sizeof fe[i].shape);
+        fe[i].data = ti->data;
+        if (ti->n_dims != 2 || strncmp(ti->name, "model.layers.", 13) != 0) continue;
+        const int64_t R = ti->shape[0], C = ti->shape[1], G = tr->group, ng = C / G;
+        const uint64_t rb = lq_qtype_row_bytes(t, C);
+        int32_t *order = malloc((size_t)C * 4), *g_idx = malloc((size_t)C * 4);
+        float   *wp = malloc((size_t)(R * C) * 4), *deq = malloc((size_t)(R * C) * 4);
+        uint8_t *dp = calloc((size_t)(rb * (uint64_t)R), 1), *d = calloc((size_t)(rb * (uint64_t)R), 1);
+        float   *sc = malloc((size_t)(R * ng) * 4);
+        uint8_t *z  = malloc((size_t)(R * ng));
+        own[5 * i] = g_idx, own[5 * i + 1] = deq, own[5 * i + 2] = d, own[5 * i + 3] = sc, own[5 * i + 4] = z;
+        if (!order || !g_idx || !wp || !deq || !dp || !d || !sc || !z || ti->dtype != LQ_DTYPE_F32) {
+            free(order), free(wp), free(dp);
+            rc = -1;
+            break;
+        }
+        for (int64_t k = 0; k < C; k++) order[k] = (int32_t)k;
+        for (int64_t k = C - 1; k > 0; k--) {
+            const int64_t j = (int64_t)(lq_test_rand(&s) % (uint64_t)(k + 1));
+            const int32_t x = order[k];
+            order[k] = order[j], order[j] = x;
+        }
+        const float *w = ti->data;
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t j = 0; j < C; j++) wp[r * C + j] = w[r * C + order[j]];
+        if (lq_quantize_ref(t, wp, R, C, NULL, dp, sc, z) != LQ_OK || lq_dequantize_ref(t, dp, sc, z, R, C, wp) != LQ_OK)
+            rc = -1;
+        for (int64_t j = 0; j < C; j++) g_idx[order[j]] = (int32_t)(j / G);
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t j = 0; j < C; j++) {
+                code_put(d + r * (int64_t)rb, tr->bits, order[j], code_at(dp + r * (int64_t)rb, tr->bits, j));
+                deq[r * C + order[j]] = wp[r * C + j];
+            }
+        free(order), free(wp), free(dp);
+        q->qtype  = t;
+        q->data   = d;
+        q->scales = sc;
+        q->zeros  = lq_qtype_has_zeros(t) ? z : NULL;
+        q->g_idx  = g_idx;
+        fe[i].data = deq;
+    }
+    if (rc == 0) {
+        lq_qformat_write_params wp = lq_qformat_write_default_params();
+        wp.format                  = fmt;
+        wp.cfg                     = &cfg;
+        wp.no_fsync                = true;
+        wp.ct_actorder_group       = true;
+        lq_st_write_params sp      = lq_st_write_default_params();
+        sp.no_fsync                = true;
+        if (lq_qformat_write_dir(qdir, qt, n, &wp) != LQ_OK || lq_safetensors_write_dir(fdir, fe, n, &sp) != LQ_OK)
+            rc = -1;
+        char   path[1024];
+        size_t len = 0;
+        snprintf(path, sizeof path, "%s/config.json", src);
+        uint8_t *cj = lq_test_read_file(path, &len);
+        snprintf(path, sizeof path, "%s/config.json", fdir);
+        if (!cj || lq_test_write_file(path, cj, len) != 0) rc = -1;
+        free(cj);
+    }
+    for (int64_t i = 0; own && i < 5 * n; i++) free(own[i]);
+    free(own), free(qt), free(fe);
+    lq_checkpoint_close(ck);
+    return rc;
+}
+
+static lq_model *open_path(const char *path, lq_backend backend, bool ref, int threads) {
+    lq_model_params p = lq_model_default_params();
+    p.backend         = backend;
+    p.use_ref         = ref;
+    p.n_threads       = threads;
+    p.max_seq         = 64;
+    lq_model *m       = NULL;
+    CU_ASSERT_EQUAL(lq_model_open(path, &p, &m), LQ_OK);
+    return m;
+}
+
+static double max_abs_diff(const float *a, const float *b, int64_t n) {
+    double d = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double e = fabs((double)a[i] - (double)b[i]);
+        if (!(e <= d)) d = e; /* NaN sticks */
+    }
+    return d;
+}
+
+static void test_model_act_order_gptq(void) {
+    /* GPTQ v1 / v2 and compressed-tensors (actorder "group") checkpoints whose every decoder matrix has a shuffled
+     * act-order g_idx run (the runner sorts the columns by group and gathers x through the permutation), and their
+     * logits equal those of the f32 model holding the dequantized weights: the products are the same, only the f32
+     * summation order differs. With a device, the CUDA pass (perm uploaded) agrees within the quantized budget. */
+    static const struct {
+        const char *name;
+        lq_qtype    t;
+        lq_qformat  f;
+    } cases[] = {{"gptq_int4_g32", LQ_QT_INT4_G32, LQ_QFMT_GPTQ},
+                 {"gptq_v2_int4_g64_asym", LQ_QT_INT4_G64_ASYM, LQ_QFMT_GPTQ_V2},
+                 {"gptq_int8_g32", LQ_QT_INT8_G32, LQ_QFMT_GPTQ},
+                 {"ct_int4_g32_asym", LQ_QT_INT4_G32_ASYM, LQ_QFMT_CT}};
+    char dir[400], synth[512];
+    snprintf(dir, sizeof dir, "%s", lq_test_tmpdir("act_order_model"));
+    snprintf(synth, sizeof synth, "%s/synth", dir);
+    lq_synth_params sp = lq_synth_default_params();
+    sp.dim = 128, sp.hidden = 256, sp.n_layers = 2, sp.n_heads = 4, sp.n_kv_heads = 2, sp.vocab = 512;
+    sp.max_pos = 64, sp.dtype = LQ_DTYPE_F32, sp.tied = true, sp.seed = 99;
+    CU_ASSERT_EQUAL_FATAL(lq_synth_write(synth, &sp, NULL), LQ_OK);
+    const int64_t NL = 35 * 512;
+    float *want = malloc((size_t)NL * 4), *got = malloc((size_t)NL * 4), *orig = malloc((size_t)NL * 4);
+    CU_ASSERT_FATAL(want && got && orig);
+    lq_model *m0 = open_path(synth, LQ_BACKEND_CPU, false, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m0);
+    CU_ASSERT_EQUAL_FATAL(lq_model_forward(m0, FOX, 35, 0, orig, false), LQ_OK);
+    lq_model_free(m0);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char qdir[600], fdir[600];
+        snprintf(qdir, sizeof qdir, "%s/%s", dir, cases[c].name);
+        snprintf(fdir, sizeof fdir, "%s/%s_f32", dir, cases[c].name);
+        CU_ASSERT_EQUAL_FATAL(mkdir(qdir, 0755), 0);
+        CU_ASSERT_EQUAL_FATAL(mkdir(fdir, 0755), 0);
+        CU_ASSERT_EQUAL_FATAL(write_act_order(synth, qdir, fdir, cases[c].t, cases[c].f, 1000 + c), 0);
+        lq_model *mf = open_path(fdir, LQ_BACKEND_CPU, true, 1);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(mf);
+        CU_ASSERT_EQUAL_FATAL(lq_model_forward(mf, FOX, 35, 0, want, false), LQ_OK);
+        lq_model_free(mf);
+        double scale = 0;
+        for (int64_t i = 0; i < NL; i++) scale = fmax(scale, fabs(want[i]));
+        /* the quantization is visible: the dequantized model is not the original one */
+        CU_ASSERT(max_abs_diff(want, orig, NL) > 1e-3 * scale);
+        for (int variant = 0; variant < 3; variant++) { /* _ref; _cpu one thread; _cpu three threads */
+            lq_model *mq = open_path(qdir, LQ_BACKEND_CPU, variant == 0, variant == 2 ? 3 : 1);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(mq);
+            CU_ASSERT_EQUAL(lq_model_forward(mq, FOX, 35, 0, got, false), LQ_OK);
+            lq_model_free(mq);
+            const double d = max_abs_diff(got, want, NL);
+            if (!(d <= 1e-4)) fprintf(stderr, "\n  %s variant %d: max |logit diff| %.3g (max |logit| %.3g)\n",
+                                      cases[c].name, variant, d, scale);
+            CU_ASSERT(d <= 1e-4);
+        }
+        if (lq_cuda_device_count() > 0) {
+            lq_model *mc = open_path(qdir, LQ_BACKEND_CUDA, false, 0);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(mc);
+            CU_ASSERT_EQUAL(lq_model_forward(mc, FOX, 35, 0, got, false), LQ_OK);
+            lq_model_free(mc);
+            const double d = max_abs_diff(got, want, NL);
+            printf("\n  %s on CUDA: max |logit diff| %.3g of max |logit| %.3g", cases[c].name, d, scale);
+            CU_ASSERT(d <= 2e-2 * scale);
+        }
+    }
+    free(want), free(got), free(orig);
+}
+
 CU_pSuite lq_test_model_suite(void) {
     CU_pSuite s = lq_test_add_suite("model");
     LQ_ADD_TEST(s, test_model_fox_sentence_nll);
@@ -449,5 +641,6 @@ CU_pSuite lq_test_model_suite(void) {
     LQ_ADD_TEST(s, test_model_greedy_golden);
     LQ_ADD_TEST(s, test_model_refuses_bad_checkpoints);
     LQ_ADD_TEST(s, test_model_quantized_runs_native);
+    LQ_ADD_TEST(s, test_model_act_order_gptq);
     return s;
 }

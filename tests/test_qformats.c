@@ -1174,6 +1174,167 @@ static void test_qformats_act_order(void) {
         }
 }
 
+static char g_warning[1024];
+static void warning_sink(lq_log_level level, const char *msg, void *user) {
+    (void)user;
+    if (level == LQ_LOG_WARN) snprintf(g_warning, sizeof g_warning, "%s", msg);
+}
+
+/* act-order, the rest: modules that disagree on act-order (desc_act true, "+:" {"desc_act": false} overrides for
+ * the grouped ones without it, a trivial g_idx read back as NULL), writer refusals (a value out of range, a g_idx on
+ * a plain or fp8 tensor, before compressed-tensors' actorder refusal), a valid act-order g_idx under desc_act false
+ * (applied, with a warning), malformed weight_g_idx, and GGUF refusing any tensor with a g_idx */
+static void test_qformats_act_order_edges(void) {
+    int32_t  order[COLS], gidx[COLS], triv[COLS], bad[COLS];
+    uint64_t s = 4242;
+    for (int k = 0; k < COLS; k++) order[k] = k, triv[k] = k / 32;
+    for (int k = COLS - 1; k > 0; k--) {
+        const int j = (int)(lq_test_rand(&s) % (uint64_t)(k + 1)), t = order[k];
+        order[k] = order[j], order[j] = t;
+    }
+    for (int k = 0; k < COLS; k++) gidx[order[k]] = k / 32;
+    qmat m[5];
+    qmat_make(&m[0], "model.layers.0.self_attn.q_proj.weight", LQ_QT_INT4_G32, ROWS, COLS, LQ_DTYPE_F16, 31, 1);
+    qmat_make(&m[1], "model.layers.0.mlp.up_proj.weight", LQ_QT_INT4_G32, ROWS, COLS, LQ_DTYPE_F16, 32, 1);
+    qmat_make(&m[2], "model.layers.0.mlp.gate_proj.weight", LQ_QT_INT4_G32, ROWS, COLS, LQ_DTYPE_F16, 33, 1);
+    qmat_make(&m[3], "model.layers.0.self_attn.k_proj.weight", LQ_QT_INT8_CH, ROWS, COLS, LQ_DTYPE_F16, 34, 1);
+    qmat_make(&m[4], "model.layers.0.self_attn.v_proj.weight", LQ_QT_INT8_G64_ASYM, ROWS, COLS, LQ_DTYPE_F16, 35, 1);
+    m[0].t.g_idx = gidx;
+    m[2].t.g_idx = triv; /* k / G given explicitly: the plain layout */
+    int32_t gidx64[COLS];
+    for (int k = 0; k < COLS; k++) gidx64[order[COLS - 1 - k]] = k / 64;
+    m[4].t.g_idx = gidx64;
+
+    /* GPTQ v2: desc_act true, overrides for up_proj and gate_proj only */
+    char                   *dir = copy_str(lq_test_tmpdir("act_mixed"));
+    lq_qformat_write_params p   = params(LQ_QFMT_GPTQ_V2);
+    CU_ASSERT_EQUAL_FATAL(write_dir(dir, m, 5, &p), LQ_OK);
+    lq_json_doc   *doc = NULL;
+    const lq_json *q   = qconfig_of(dir, &doc);
+    CU_ASSERT_FATAL(q != NULL);
+    bool desc = false;
+    CU_ASSERT(lq_json_get_bool(lq_json_get(q, "desc_act"), &desc) && desc);
+    const lq_json *dyn = lq_json_get(q, "dynamic");
+    CU_ASSERT_FATAL(dyn != NULL && dyn->type == LQ_JSON_OBJECT);
+    static const char *const off[] = {"+:^model\\.layers\\.0\\.mlp\\.up_proj$", "+:^model\\.layers\\.0\\.mlp\\.gate_proj$"};
+    for (int i = 0; i < 2; i++) {
+        const lq_json *o = lq_json_get(dyn, off[i]);
+        bool           d = true;
+        CU_ASSERT(o != NULL && lq_json_get_bool(lq_json_get(o, "desc_act"), &d) && !d);
+        CU_ASSERT(o != NULL && lq_json_get(o, "bits") == NULL); /* the majority scheme: only desc_act differs */
+    }
+    /* k_proj (per channel) needs none; v_proj (another scheme, act-order) gets bits but no desc_act */
+    CU_ASSERT(lq_json_get(dyn, "+:^model\\.layers\\.0\\.self_attn\\.k_proj$") != NULL); /* int8: other bits */
+    CU_ASSERT(lq_json_get(lq_json_get(dyn, "+:^model\\.layers\\.0\\.self_attn\\.k_proj$"), "desc_act") == NULL);
+    const lq_json *v = lq_json_get(dyn, "+:^model\\.layers\\.0\\.self_attn\\.v_proj$");
+    CU_ASSERT(v != NULL && lq_json_get(v, "desc_act") == NULL && lq_json_get(v, "bits") != NULL);
+    CU_ASSERT(lq_json_get(dyn, "+:^model\\.layers\\.0\\.self_attn\\.q_proj$") == NULL);
+    lq_json_free(doc);
+    m[2].t.g_idx = NULL; /* read back as NULL */
+    CU_ASSERT(check_dir(dir, LQ_QFMT_GPTQ_V2, m, 5, "act_mixed"));
+    m[2].t.g_idx = triv;
+
+    /* a valid act-order g_idx under desc_act false: applied, with a warning */
+    mutation mu;
+    memset(&mu, 0, sizeof mu);
+    mu.config = "{\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":4,\"group_size\":32,\"sym\":true,"
+                "\"desc_act\":false,\"checkpoint_format\":\"gptq_v2\"}}";
+    g_warning[0] = 0;
+    lq_log_set(warning_sink, NULL);
+    CU_ASSERT_EQUAL(load_mutated(dir, &mu, "model.layers.0.self_attn.q_proj", ROWS, COLS, NULL), LQ_OK);
+    lq_test_reinstall_log();
+    CU_ASSERT(strstr(g_warning, "desc_act is false") != NULL && strstr(g_warning, "q_proj") != NULL);
+    free(dir);
+
+    /* writer refusals, each naming the tensor */
+    lq_test_quiet(1);
+    dir = copy_str(lq_test_tmpdir("act_bad"));
+    static const lq_qformat fmts[] = {LQ_QFMT_GPTQ, LQ_QFMT_GPTQ_V2, LQ_QFMT_CT};
+    for (int fi = 0; fi < 3; fi++) {
+        p = params(fmts[fi]);
+        memcpy(bad, gidx, sizeof bad);
+        bad[order[5]] = -1;
+        m[0].t.g_idx  = bad;
+        CU_ASSERT_EQUAL(write_dir(dir, m, 1, &p), LQ_ERR_INVALID_ARG); /* CT: before the actorder refusal */
+        CU_ASSERT(strstr(lq_test_last_error(), "g_idx[") && strstr(lq_test_last_error(), "q_proj"));
+        bad[order[5]] = COLS / 32;
+        CU_ASSERT_EQUAL(write_dir(dir, m, 1, &p), LQ_ERR_INVALID_ARG);
+        CU_ASSERT(strstr(lq_test_last_error(), "outside [0, 8)") != NULL);
+        m[0].t.g_idx = gidx;
+    }
+    qmat plain[2];
+    qmat_make(&plain[0], "model.layers.0.self_attn.o_proj.weight", LQ_QT_F16, ROWS, COLS, LQ_DTYPE_F16, 36, 0);
+    qmat_make(&plain[1], "model.layers.0.self_attn.q_proj.weight", LQ_QT_FP8_E4M3_CH, ROWS, COLS, LQ_DTYPE_F16, 37, 0);
+    plain[0].t.g_idx = triv;
+    plain[1].t.g_idx = triv;
+    qmat two[2] = {m[1], plain[0]};
+    p           = params(LQ_QFMT_GPTQ);
+    CU_ASSERT_EQUAL(write_dir(dir, two, 2, &p), LQ_ERR_INVALID_ARG);
+    CU_ASSERT(strstr(lq_test_last_error(), "o_proj") && strstr(lq_test_last_error(), "g_idx"));
+    p = params(LQ_QFMT_CT);
+    CU_ASSERT_EQUAL(write_dir(dir, &plain[1], 1, &p), LQ_ERR_INVALID_ARG);
+    CU_ASSERT(strstr(lq_test_last_error(), "fp8_e4m3_ch") != NULL);
+    lq_test_quiet(0);
+    free(dir);
+
+    /* compressed-tensors with actorder "group": weight_g_idx on every module of the scheme; malformed ones refused */
+    dir = copy_str(lq_test_tmpdir("act_ct"));
+    p   = params(LQ_QFMT_CT);
+    p.ct_actorder_group = true;
+    CU_ASSERT_EQUAL_FATAL(write_dir(dir, m, 2, &p), LQ_OK);
+    m[1].t.g_idx = NULL;
+    CU_ASSERT(check_dir(dir, LQ_QFMT_CT, m, 2, "act_ct"));
+    lq_checkpoint *ck = NULL;
+    CU_ASSERT_FATAL(lq_checkpoint_open(dir, &ck) == LQ_OK);
+    const lq_tensor_info *up = lq_checkpoint_find(ck, "model.layers.0.mlp.up_proj.weight_g_idx");
+    CU_ASSERT(up != NULL && up->dtype == LQ_DTYPE_I32 && up->n_dims == 1 && up->shape[0] == COLS &&
+              memcmp(up->data, triv, sizeof triv) == 0); /* the trivial member of the scheme: k / G */
+    lq_checkpoint_close(ck);
+    const char *Q = "model.layers.0.self_attn.q_proj";
+    lq_test_quiet(1);
+    memset(&mu, 0, sizeof mu);
+    mu.replace = "model.layers.0.self_attn.q_proj.weight_g_idx";
+    memcpy(bad, gidx, sizeof bad);
+    bad[order[0]] = bad[order[COLS - 1]]; /* one group 33 columns, another 31 */
+    mu.bytes = bad;
+    CU_ASSERT_EQUAL(load_mutated(dir, &mu, Q, ROWS, COLS, "act-order layouts need exactly 32"), LQ_ERR_UNSUPPORTED);
+    bad[order[0]] = 1 << 30;
+    CU_ASSERT_EQUAL(load_mutated(dir, &mu, Q, ROWS, COLS, "is outside [0, 8)"), LQ_ERR_FORMAT);
+    memset(&mu, 0, sizeof mu);
+    mu.drop = "model.layers.0.self_attn.q_proj.weight_g_idx"; /* without it: the plain layout */
+    CU_ASSERT_EQUAL(load_mutated(dir, &mu, Q, ROWS, COLS, NULL), LQ_OK);
+    lq_test_quiet(0);
+    free(dir);
+
+    /* GGUF has no g_idx: refused whatever the type, naming the tensor */
+    lq_model_config c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.model_type, sizeof c.model_type, "llama");
+    snprintf(c.architecture, sizeof c.architecture, "LlamaForCausalLM");
+    snprintf(c.hidden_act, sizeof c.hidden_act, "silu");
+    c.vocab_size = 32, c.hidden_size = COLS, c.intermediate_size = 512, c.n_layers = 1, c.n_heads = 4;
+    c.n_kv_heads = 4, c.head_dim = 64, c.max_position_embeddings = 128, c.rms_norm_eps = 1e-5;
+    c.rope_theta = 10000.0, c.tie_word_embeddings = true, c.dtype = LQ_DTYPE_F32;
+    dir = copy_str(lq_test_tmpdir("act_gguf"));
+    char path[512];
+    snprintf(path, sizeof path, "%s/m.gguf", dir);
+    lq_gguf_write_params gp = lq_gguf_write_default_params();
+    gp.no_fsync             = true;
+    lq_test_quiet(1);
+    lq_qtensor gt = m[0].t;
+    CU_ASSERT_EQUAL(lq_gguf_write_llama(path, &c, &gt, 1, &gp), LQ_ERR_UNSUPPORTED);
+    CU_ASSERT(strstr(lq_test_last_error(), "q_proj") && strstr(lq_test_last_error(), "g_idx"));
+    gt = plain[0].t; /* even a plain tensor with a g_idx (out of contract) */
+    CU_ASSERT_EQUAL(lq_gguf_write_llama(path, &c, &gt, 1, &gp), LQ_ERR_UNSUPPORTED);
+    CU_ASSERT(strstr(lq_test_last_error(), "o_proj") && strstr(lq_test_last_error(), "g_idx"));
+    lq_test_quiet(0);
+    CU_ASSERT(!lq__file_exists(path));
+    free(dir);
+    for (int i = 0; i < 5; i++) qmat_free(&m[i]);
+    qmat_free(&plain[0]);
+    qmat_free(&plain[1]);
+}
+
 CU_pSuite lq_test_qformats_suite(void) {
     CU_pSuite s = lq_test_add_suite("qformats");
     LQ_ADD_TEST(s, test_qformats_names_and_supports);
@@ -1187,5 +1348,6 @@ CU_pSuite lq_test_qformats_suite(void) {
     LQ_ADD_TEST(s, test_qformats_ct_int_quantized);
     LQ_ADD_TEST(s, test_qformats_interop_fixtures);
     LQ_ADD_TEST(s, test_qformats_act_order);
+    LQ_ADD_TEST(s, test_qformats_act_order_edges);
     return s;
 }

@@ -540,9 +540,96 @@ static void test_qkernels_matmul_perm(void) {
     free(w), free(x), free(perm);
 }
 
+/* act-order weights: _cpu is independent of the thread count and equals _ref within f32 reordering, for the GEMV
+ * and the GEMM paths; a perm entry outside [0, cols) is refused by every entry point; an embedding table with a
+ * perm is refused; a group-sorted perm over a shuffled g_idx reproduces the dequantized original matrix */
+static void test_qkernels_perm_checks(void) {
+    const lq_qtype ty = LQ_QT_INT4_G64_ASYM;
+    const int64_t  R = 96, C = 256, G = 64;
+    uint64_t       s = 77;
+    float         *w = malloc((size_t)(R * C) * 4), *x = malloc((size_t)(64 * C) * 4);
+    for (int64_t i = 0; i < R * C; i++) w[i] = lq_test_randf(&s);
+    for (int64_t i = 0; i < 64 * C; i++) x[i] = lq_test_randf(&s);
+    /* act-order as GPTQ stores it: order = a shuffle, g_idx[order[j]] = j / G, codes and scales of the permuted
+     * matrix (column j of wp = column order[j] of w) */
+    int32_t *order = malloc((size_t)C * 4), *g_idx = malloc((size_t)C * 4), *perm = malloc((size_t)C * 4);
+    for (int64_t k = 0; k < C; k++) order[k] = (int32_t)k;
+    for (int64_t k = C - 1; k > 0; k--) {
+        const int64_t j = (int64_t)(lq_test_rand(&s) % (uint64_t)(k + 1));
+        const int32_t t = order[k];
+        order[k] = order[j], order[j] = t;
+    }
+    for (int64_t j = 0; j < C; j++) g_idx[order[j]] = (int32_t)(j / G);
+    /* the runtime's perm: columns stably sorted by g_idx (model.c), not `order` itself */
+    int64_t at = 0;
+    for (int32_t g = 0; g < C / G; g++)
+        for (int64_t k = 0; k < C; k++)
+            if (g_idx[k] == g) perm[at++] = (int32_t)k;
+    float *wp = malloc((size_t)(R * C) * 4);
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t j = 0; j < C; j++) wp[r * C + j] = w[r * C + perm[j]];
+    const uint64_t rb = lq_qtype_row_bytes(ty, C);
+    uint8_t       *d  = calloc((size_t)(rb * (uint64_t)R), 1);
+    float         *sc = malloc((size_t)lq_qtype_n_scales(ty, R, C) * 4);
+    uint8_t       *z  = malloc((size_t)lq_qtype_n_scales(ty, R, C));
+    CU_ASSERT_FATAL(lq_quantize_ref(ty, wp, R, C, NULL, d, sc, z) == LQ_OK);
+    lq_weight q = {LQ_DTYPE_U8, d, R, C, ty, sc, z, perm};
+    /* the dequantized original-order matrix, the transformers way: w[r][k] = s[r][g_idx[k]] * (u - z[r][g_idx[k]]) */
+    float *deq = malloc((size_t)(R * C) * 4), *row = malloc((size_t)C * 4);
+    CU_ASSERT_FATAL(lq_dequantize_ref(ty, d, sc, z, R, C, wp) == LQ_OK); /* wp: the stored (sorted) order */
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t j = 0; j < C; j++) {
+            const int64_t k = perm[j], g = g_idx[k];
+            CU_ASSERT_EQUAL(g, j / G);
+            deq[r * C + k] = wp[r * C + j];
+        }
+    int bad_rows = 0;
+    for (int64_t r = 0; r < R; r++) {
+        CU_ASSERT_FATAL(lq_weight_row_f32(&q, r, row) == LQ_OK);
+        bad_rows += memcmp(row, deq + r * C, (size_t)C * 4) != 0;
+    }
+    CU_ASSERT_EQUAL(bad_rows, 0);
+    float *y1 = malloc((size_t)(64 * R) * 4), *y2 = malloc((size_t)(64 * R) * 4), *y3 = malloc((size_t)(64 * R) * 4);
+    static const int64_t ns[] = {1, 3, 64};
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+        const int64_t n = ns[i];
+        CU_ASSERT_FATAL(lq_matmul_ref(y1, x, n, &q, NULL) == LQ_OK);
+        CU_ASSERT_FATAL(lq_matmul_cpu(y2, x, n, &q, NULL, 1) == LQ_OK);
+        CU_ASSERT_FATAL(lq_matmul_cpu(y3, x, n, &q, NULL, 3) == LQ_OK);
+        CU_ASSERT(memcmp(y2, y3, (size_t)(n * R) * 4) == 0); /* any thread count, bit for bit */
+        double worst = 0;
+        for (int64_t t = 0; t < n; t++)
+            for (int64_t r = 0; r < R; r++) {
+                double want = 0;
+                for (int64_t k = 0; k < C; k++) want += (double)deq[r * C + k] * (double)x[t * C + k];
+                const double e1 = fabs(y1[t * R + r] - want), e2 = fabs(y2[t * R + r] - want);
+                worst = fmax(worst, fmax(e1, e2) / (1 + fabs(want)));
+            }
+        if (worst > 1e-5) printf("\n  perm n=%lld: worst rel err %.3g\n", (long long)n, worst);
+        CU_ASSERT(worst <= 1e-5);
+    }
+    /* refusals */
+    lq_test_quiet(1);
+    perm[17] = (int32_t)C;
+    CU_ASSERT_EQUAL(lq_matmul_ref(y1, x, 2, &q, NULL), LQ_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(lq_matmul_cpu(y1, x, 2, &q, NULL, 2), LQ_ERR_INVALID_ARG);
+    CU_ASSERT(strstr(lq_test_last_error(), "perm[17]") != NULL);
+    CU_ASSERT_EQUAL(lq_weight_row_f32(&q, 0, row), LQ_ERR_INVALID_ARG);
+    perm[17] = -1;
+    CU_ASSERT_EQUAL(lq_weight_row_f32(&q, 1, row), LQ_ERR_INVALID_ARG);
+    perm[17] = 0;
+    int32_t ids[2] = {0, 1};
+    CU_ASSERT_EQUAL(lq_embed_ref(row, &q, ids, 1), LQ_ERR_UNSUPPORTED);
+    CU_ASSERT_EQUAL(lq_embed_cpu(row, &q, ids, 1, 2), LQ_ERR_UNSUPPORTED);
+    lq_test_quiet(0);
+    free(w), free(x), free(order), free(g_idx), free(perm), free(wp), free(d), free(sc), free(z), free(deq);
+    free(row), free(y1), free(y2), free(y3);
+}
+
 CU_pSuite lq_test_qkernels_suite(void) {
     CU_pSuite s = lq_test_add_suite("qkernels");
     LQ_ADD_TEST(s, test_qkernels_matmul_perm);
+    LQ_ADD_TEST(s, test_qkernels_perm_checks);
     LQ_ADD_TEST(s, test_qkernels_row_decode);
     LQ_ADD_TEST(s, test_qkernels_matmul_int);
     LQ_ADD_TEST(s, test_qkernels_matmul_fp8_ggml);

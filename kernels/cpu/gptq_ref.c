@@ -1,6 +1,8 @@
-/* gptq_ref.c : the GPTQ solver for one Linear, plain single-thread f64 loops
- * written from REFERENCE.md 6.1 (the oracle for gptq_cpu.c and the CUDA
- * solver; tests/interop/gptq_oracle.py is the independent numpy version):
+/* gptq_ref.c : the GPTQ solver for one Linear (Frantar et al. 2022, arXiv
+ * 2210.17323, Algorithm 1 with lazy batches), plain single-thread f64 loops
+ * written from REFERENCE.md 6.1 (the IST-DASLab `fasterquant`). It is the
+ * oracle for gptq_cpu.c and the CUDA solver; tests/interop/gptq_oracle.py is
+ * the independent numpy version:
  *   dead columns -> H_jj = 1, W[:, j] = 0; static groups from the original W;
  *   act-order permutation (stable, decreasing diag H); H += damp*mean(diag)*I;
  *   L = chol(H); Hinv = L^-T L^-1; U = upper chol(Hinv);
@@ -8,7 +10,12 @@
  *   col % G == 0 from the outer W (which lacks this block's in-block
  *   updates: the reference's behaviour), q = Q(w), err = (w - q) / U_jj,
  *   W1[:, later] -= err * U[j, later]; after the block
- *   W[:, i2:] -= Err1 * U[i1:i2, i2:]; loss += (w - q)^2 / U_jj^2 / 2. */
+ *   W[:, i2:] -= Err1 * U[i1:i2, i2:]; loss += (w - q)^2 / U_jj^2 / 2.
+ * Q is the lq INT rule (quant_internal.h, the code of lq_quantize_ref) on the
+ * f32 value of the f64 working weight, the scale rounded to scale_dtype
+ * first; the mse option searches shrink factors 1 - i/100, i < 80, under
+ * sum |Q(x) - x|^2.4, keeping the first minimum. Memory: five C x C f64
+ * matrices; meant for tests, not for large layers. */
 #include "gptq_internal.h"
 #include "lq_internal.h"
 
@@ -42,6 +49,10 @@ lq_status lq__gptq_shape_of(const lq_gptq_params *p, const void *w, int64_t R, i
     const lq_qtype_traits *tr = lq_qtype_traits_of(p ? p->qtype : LQ_QT_NONE);
     LQ_RETURN_IF(!p || !w || !H || !data || !scales || R <= 0 || C <= 0, LQ_ERR_INVALID_ARG,
                  "gptq: NULL buffer or empty matrix");
+    uint64_t rc, cc;
+    LQ_RETURN_IF(!lq__mul_u64((uint64_t)R, (uint64_t)C, &rc) || !lq__mul_u64((uint64_t)C, (uint64_t)C, &cc) ||
+                     rc > (uint64_t)INT64_MAX / 8 || cc > (uint64_t)INT64_MAX / 8,
+                 LQ_ERR_SHAPE, "gptq: a %lld x %lld layer is too large", (long long)R, (long long)C);
     LQ_RETURN_IF(!tr || tr->kind != LQ_QK_INT, LQ_ERR_SHAPE, "gptq: %s is not an integer type (int2..int8)",
                  tr ? tr->name : "?");
     const char *why = NULL;
@@ -191,23 +202,30 @@ static bool hinv_upper(const double *h, int64_t n, double *u, double *t1, double
     return true;
 }
 
+/* n1 * n2 elements of `size` bytes, overflow-checked; NULL on failure */
+static void *alloc_n(int64_t n1, int64_t n2, size_t size) {
+    size_t a, b;
+    if (n1 < 0 || n2 < 0 || !lq__mul_size((size_t)n1, (size_t)n2, &a) || !lq__mul_size(a, size, &b)) return NULL;
+    return lq_malloc(b ? b : 1);
+}
+
 lq_status lq_gptq_ref(const lq_gptq_params *p, const float *w, int64_t R, int64_t C, const double *H, void *data,
                       float *scales, uint8_t *zeros, int32_t *g_idx, lq_gptq_stats *st) {
     lq__gptq_shape sh;
     LQ_TRY(lq__gptq_check(p, w, R, C, H, data, scales, zeros, g_idx, &sh));
     lq_gptq_stats stats;
     memset(&stats, 0, sizeof stats);
-    const int64_t  G = sh.G, ng = sh.ng;
+    const int64_t  G = sh.G, ng = sh.ng, BS = sh.block;
     const uint64_t rb = lq_qtype_row_bytes(p->qtype, C);
-    double        *W = lq_malloc((size_t)(R * C) * sizeof *W), *A = lq_malloc((size_t)(C * C) * sizeof *A);
-    double        *B = lq_malloc((size_t)(C * C) * sizeof *B), *U = lq_malloc((size_t)(C * C) * sizeof *U);
-    double        *T1 = lq_malloc((size_t)(C * C) * sizeof *T1), *T2 = lq_malloc((size_t)(C * C) * sizeof *T2);
-    double        *W1 = lq_malloc((size_t)(R * sh.block) * sizeof *W1), *E1 = lq_malloc((size_t)(R * sh.block) * sizeof *E1);
-    int64_t       *perm = lq_malloc((size_t)C * sizeof *perm);
-    float         *ss = lq_malloc((size_t)(R * ng) * sizeof *ss), *cs = lq_malloc((size_t)R * sizeof *cs);
-    int           *zz = lq_malloc((size_t)(R * ng) * sizeof *zz), *cz = lq_malloc((size_t)R * sizeof *cz);
+    double        *W = alloc_n(R, C, sizeof(double)), *A = alloc_n(C, C, sizeof(double));
+    double        *B = alloc_n(C, C, sizeof(double)), *U = alloc_n(C, C, sizeof(double));
+    double        *T1 = alloc_n(C, C, sizeof(double)), *T2 = alloc_n(C, C, sizeof(double));
+    double        *W1 = alloc_n(R, BS, sizeof(double)), *E1 = alloc_n(R, BS, sizeof(double));
+    int64_t       *perm = alloc_n(C, 1, sizeof(int64_t));
+    float         *ss   = alloc_n(R, ng, sizeof(float));
+    int           *zz   = alloc_n(R, ng, sizeof(int));
     lq_status      status = LQ_OK;
-    if (!W || !A || !B || !U || !T1 || !T2 || !W1 || !E1 || !perm || !ss || !cs || !zz || !cz) {
+    if (!W || !A || !B || !U || !T1 || !T2 || !W1 || !E1 || !perm || !ss || !zz) {
         LQ_LOG_ERR("gptq: out of memory for a %lld x %lld layer", (long long)R, (long long)C);
         status = LQ_ERR_NOMEM;
         goto done;
@@ -265,10 +283,10 @@ lq_status lq_gptq_ref(const lq_gptq_params *p, const float *w, int64_t R, int64_
     }
     /* (6) the column loop */
     memset(data, 0, (size_t)(rb * (uint64_t)R));
-    for (int64_t i1 = 0; i1 < C; i1 += sh.block) {
-        const int64_t i2 = LQ_MIN(i1 + sh.block, C), cnt = i2 - i1;
+    for (int64_t i1 = 0; i1 < C; i1 += BS) {
+        const int64_t i2 = LQ_MIN(i1 + BS, C), cnt = i2 - i1;
         for (int64_t r = 0; r < R; r++)
-            for (int64_t i = 0; i < cnt; i++) W1[r * sh.block + i] = W[r * C + i1 + i];
+            for (int64_t i = 0; i < cnt; i++) W1[r * BS + i] = W[r * C + i1 + i];
         for (int64_t i = 0; i < cnt; i++) {
             const int64_t col = i1 + i;
             const double  d   = U[col * C + col];
@@ -285,21 +303,21 @@ lq_status lq_gptq_ref(const lq_gptq_params *p, const float *w, int64_t R, int64_
             for (int64_t r = 0; r < R; r++) {
                 const float  s = ss[r * ng + g];
                 const int    z = zz[r * ng + g];
-                const double x = W1[r * sh.block + i];
+                const double x = W1[r * BS + i];
                 unsigned     u;
                 const double q = lq__gptq_quant(&sh, x, s, z, &u);
                 lq__put_code((uint8_t *)data + (uint64_t)r * rb, perm[col], sh.bits, u);
                 stats.loss += (x - q) * (x - q) / (d * d) / 2;
                 const double err = (x - q) / d;
-                E1[r * sh.block + i] = err;
-                for (int64_t j = i + 1; j < cnt; j++) W1[r * sh.block + j] -= err * U[col * C + i1 + j];
+                E1[r * BS + i] = err;
+                for (int64_t j = i + 1; j < cnt; j++) W1[r * BS + j] -= err * U[col * C + i1 + j];
             }
             if (g_idx) g_idx[perm[col]] = (int32_t)g;
         }
         for (int64_t r = 0; r < R; r++)
             for (int64_t j = i2; j < C; j++) {
                 double acc = 0;
-                for (int64_t i = 0; i < cnt; i++) acc += E1[r * sh.block + i] * U[(i1 + i) * C + j];
+                for (int64_t i = 0; i < cnt; i++) acc += E1[r * BS + i] * U[(i1 + i) * C + j];
                 W[r * C + j] -= acc;
             }
     }
@@ -311,7 +329,7 @@ lq_status lq_gptq_ref(const lq_gptq_params *p, const float *w, int64_t R, int64_
 done:
     if (st) *st = stats;
     lq_free(W), lq_free(A), lq_free(B), lq_free(U), lq_free(T1), lq_free(T2), lq_free(W1), lq_free(E1);
-    lq_free(perm), lq_free(ss), lq_free(cs), lq_free(zz), lq_free(cz);
+    lq_free(perm), lq_free(ss), lq_free(zz);
     return status;
 }
 

@@ -880,6 +880,7 @@ lq_status lq__qmatmul_cpu(float *y, const float *x, int64_t n, const lq_weight *
 /*! lq__qembed_cpu() : lq_embed_cpu() for table->qtype != LQ_QT_NONE (bit-identical to _ref). */
 lq_status lq__qembed_cpu(float *out, const lq_weight *table, const int32_t *ids, int64_t n, int n_threads) {
     LQ_TRY(lq__qweight_check(table, "embed"));
+    LQ_RETURN_IF(table->perm, LQ_ERR_UNSUPPORTED, "embed: an act-order (perm) weight cannot be an embedding table");
     if (lq_qtype_traits_of(table->qtype)->kind == LQ_QK_KEEP) {
         const lq_weight p = keep_as_plain(table);
         return lq_embed_cpu(out, &p, ids, n, n_threads);

@@ -12,7 +12,11 @@
  *   Q4_K  (d·sc)·(float)q − (dmin·m)     two products rounded to f32 first
  *   Q6_K  (d·sc)·(float)(q − 32)
  * and the matmul sums x·w in f32 in index order, one row decoded at a time
- * into a cols-float buffer (never the whole matrix). */
+ * into a cols-float buffer (never the whole matrix). Act-order weights
+ * (lq_weight.perm, stored column j = input feature perm[j]): the matmuls see
+ * x gathered through perm (lq__matmul_perm) and lq_weight_row_f32 scatters
+ * the decoded row back to the input features' order; an embedding table
+ * cannot have one. */
 #include "lq_internal.h"
 #include "lq_kernels.h"
 #include "qmatmul_internal.h"
@@ -262,6 +266,7 @@ lq_status lq__qmatmul_ref(float *y, const float *x, int64_t n, const lq_weight *
 /*! lq__qembed_ref() : lq_embed_ref() for table->qtype != LQ_QT_NONE. */
 lq_status lq__qembed_ref(float *out, const lq_weight *table, const int32_t *ids, int64_t n) {
     LQ_TRY(lq__qweight_check(table, "embed"));
+    LQ_RETURN_IF(table->perm, LQ_ERR_UNSUPPORTED, "embed: an act-order (perm) weight cannot be an embedding table");
     for (int64_t t = 0; t < n; t++) {
         LQ_RETURN_IF(ids[t] < 0 || ids[t] >= table->rows, LQ_ERR_INVALID_ARG,
                      "token id %d is outside the vocabulary [0, %lld)", ids[t], (long long)table->rows);

@@ -21,6 +21,17 @@ extern "C" {
  *  @return 0, or 1 without a CUDA device (or build) or on a failure. */
 int lq__bench_cuda_qmatmul(FILE *out);
 
+/*! lq__bench_cuda_gptq() : lq_cuda_gptq (int4_g128, block 128, damp 0.01,
+ *  without and with act-order) on 1B-class Linear shapes (rows x cols:
+ *  2048x2048, 5632x2048, 2048x5632) with H = (2/4096) X^T X from a random
+ *  X (4096 x cols) built by lq_cuda_hessian_accum, after a correctness check
+ *  against lq_gptq_cpu. Prints per shape the Hessian time against one
+ *  cublasSgemm of its size, and the GPTQ wall time (best of 3, outputs
+ *  copied to the host) as a ratio to one cublasDgemm (rows x cols) ·
+ *  (cols x cols) measured in the same run, the ceiling.
+ *  @return 0, or 1 without a CUDA device (or build) or on a failure. */
+int lq__bench_cuda_gptq(FILE *out);
+
 #ifdef __cplusplus
 }
 #endif

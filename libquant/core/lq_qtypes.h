@@ -177,9 +177,11 @@ typedef struct {
     lq_dtype       scale_dtype; /* how the scales are stored in the file: F16, BF16 or F32       */
     const int32_t *g_idx;       /* INT only, or NULL (= k / G): cols group indices (GPTQ
                                    act-order). data stays in the original column order; scale
-                                   row g belongs to the columns k with g_idx[k] == g, and every
-                                   group but the last has exactly G members (GPTQ's
-                                   floor(rank / G)); NULL or k / G means the plain layout   */
+                                   (and zero) column g of each row belongs to the columns k
+                                   with g_idx[k] == g, and every group has exactly G members
+                                   (GPTQ's floor(rank / G); cols is a multiple of G):
+                                   w[r][k] = s[r][g_idx[k]] * (u[r][k] - z[r][g_idx[k]]).
+                                   NULL or k / G means the plain layout                     */
 } lq_qtensor;
 
 #ifdef __cplusplus

@@ -1,7 +1,10 @@
 /* qformat_dequant_ref.c : dequantize a GPTQ / compressed-tensors directory written by libquant into a dense f32
- * safetensors file (the REF argument of qformat_check.py). Not built by make; build by hand:
- *   gcc -std=c11 -D_GNU_SOURCE -Ilibquant/core -Ilibquant -Iformats -Ikernels tests/interop/qformat_dequant_ref.c \
- *       build/libquant.a -fopenmp -lzip -lz -lm [-L/usr/local/cuda/lib64 -lcublasLt -lcublas -lcudart -lstdc++] -o ref
+ * safetensors file (the REF argument of qformat_check.py). Act-order modules (lq_qformat_load returns a g_idx) are
+ * dequantized the transformers way, w[r][k] = s[r][g_idx[k]] * (u[r][k] - z[r][g_idx[k]]), from the codes in the
+ * file's column order. Not built by make; build by hand:
+ *   gcc -std=c11 -D_GNU_SOURCE -Ilibquant/core -Ilibquant -Iformats -Ikernels -Icalib \
+ *       tests/interop/qformat_dequant_ref.c build/libquant.a -fopenmp -lzip -lz -lm \
+ *       [-L/usr/local/cuda/lib64 -lcusolver -lcublasLt -lcublas -lcudart -lstdc++] -o ref
  *   ./ref QDIR REF.safetensors */
 #include <stdio.h>
 #include <stdlib.h>
