@@ -6,11 +6,13 @@
  *       `scales`, `g_idx` per Linear, `checkpoint_format` gptq (v1: zero
  *       points stored minus one) or gptq_v2, with `quantization_config` in
  *       config.json and a `quantize_config.json`; mixed bits through
- *       GPTQModel's `dynamic` overrides.
+ *       GPTQModel's `dynamic` overrides; act-order (`desc_act`) g_idx
+ *       written and read as lq_qtensor.g_idx.
  *   compressed-tensors (llm-compressor / vLLM): `pack-quantized` (int2..int8
  *       packed), `int-quantized` (int8 stored as I8), `float-quantized` (fp8
  *       e4m3), with `config_groups` and `ignore`; several groups make
- *       `mixed-precision`.
+ *       `mixed-precision`; act-order `weight_g_idx` (actorder "group") read,
+ *       and written on request.
  * Byte layouts and config keys: ../shared/docs/REFERENCE.md section 5. The
  * writers take lq_qtensor records in the lq layouts (lq_qtypes.h) and the
  * readers give the same records back, bit for bit. Every file is written
