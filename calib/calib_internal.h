@@ -42,6 +42,9 @@ lq_status lq__calib_parse_jsonl(const uint8_t *b, size_t n, const char *label, c
 lq_status lq__calib_parse_mem(lq_calib_kind kind, bool gzipped, const uint8_t *b, size_t n, const char *label,
                               const lq_tokenizer *tok, int64_t vocab, uint64_t limit, int32_t **ids, int64_t *count);
 
+/* the signed (ONNX Runtime) histogram of h: counts, bins, threshold (calib_hist.c) */
+const int64_t *lq__hist_signed(const lq_hist *h, int64_t *nb, double *th);
+
 #ifdef __cplusplus
 }
 #endif

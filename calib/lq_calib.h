@@ -128,6 +128,114 @@ lq_status lq_calib_from_tokens(const int32_t *ids, int64_t n, int32_t bos_id, co
                                lq_calib_set **out);
 void lq_calib_free(lq_calib_set *c); /* accepts NULL */
 
+
+/* ==== activation histograms and range calibrators (REFERENCE.md 6.2) ====
+ *
+ * lq_hist: one tensor's statistics over a calibration set: count, min, max,
+ * absmax; NVIDIA's histogram of |x| (pytorch-quantization / ModelOpt
+ * HistogramCalibrator): the first batch sets n_bins bins over [0, max|x|];
+ * a later batch with a larger max extends the edges at the same width to
+ * ceil(max / width) bins, the old counts staying in the first bins; and,
+ * when signed_hist, ONNX Runtime's symmetric histogram over [-th, th]
+ * (HistogramCollector.merge_histogram: a larger threshold adds
+ * floor((th' - th) / stride) + 1 bins on each side). Bin of x in [lo, hi]
+ * with nb bins: (int64)((x - lo) * nb / (hi - lo)) in f64, x == hi in the
+ * last bin (torch.histc's rule in f64; numpy's edge corrections are not
+ * replicated). A batch of all zeros before any range exists is counted into
+ * the first bin once the range is known. Counts are integers, so the
+ * statistics do not depend on the thread count.
+ *
+ * Calibrators (lq_hist_amax): max (the running absmax); entropy (NVIDIA:
+ * bins[0] = bins[1]; candidates i = start .. n_bins step stride; P =
+ * bins[0..i) with the rest added to the last bin; Q = the i bins merged into
+ * 2^(num_bits-1) levels (bin j -> floor(levels * j / i)), each level's count
+ * spread evenly over its non-empty bins; KL(P||Q) of the normalized
+ * distributions, no smoothing; the LAST minimum; amax = i * width);
+ * entropy-ort (ONNX Runtime get_entropy_threshold on the signed histogram:
+ * slices centred on the zero bin, outliers into both ends, merged into
+ * num_quantized_bins groups (remainder to the last), Q expanded over non-zero
+ * bins with integer division, P and Q smoothed with eps 1e-4, the FIRST
+ * minimum, clamped to the observed [min, max]; amax = max(|lo|, |hi|));
+ * percentile (the left edge of the first bin whose cdf >= p/100); mse (bin
+ * centres from start_bin, the first minimum of sum count * (fakequant(c) -
+ * c)^2, fakequant: round-half-even of c * 127/amax clamped to [-128, 127]). */
+#include "lq_json.h"
+
+#define LQ_HIST_DEFAULT_BINS 2048
+
+typedef enum { LQ_AMAX_MAX = 0, LQ_AMAX_ENTROPY, LQ_AMAX_ENTROPY_ORT, LQ_AMAX_PERCENTILE, LQ_AMAX_MSE, LQ_AMAX_COUNT } lq_amax_method;
+
+const char *lq_amax_method_name(lq_amax_method m); /* "max", "entropy", "entropy-ort", "percentile", "mse" */
+/* LQ_ERR_INVALID_ARG (no log) for another name */
+lq_status   lq_amax_method_from_name(const char *s, lq_amax_method *out);
+
+typedef struct lq_hist lq_hist;
+
+lq_status lq_hist_new(int64_t n_bins /* 0 = 2048 */, bool signed_hist, lq_hist **out);
+void      lq_hist_free(lq_hist *h); /* accepts NULL */
+/* add one batch (OpenMP counting); LQ_ERR_FORMAT on a non-finite value */
+lq_status lq_hist_add(lq_hist *h, const float *x, int64_t n, int n_threads);
+
+/* the same in two halves for counting elsewhere (the device): plan = the
+ * ranges this batch must be counted over given its min and max; commit =
+ * merge the counts (abs_r.n_bins of |x|, signed_r.n_bins of x). */
+typedef struct { double lo, hi; int64_t n_bins; } lq_hist_range;
+typedef struct { lq_hist_range abs_r, signed_r; bool has_signed; } lq_hist_batch_plan;
+lq_status lq_hist_plan(lq_hist *h, float batch_min, float batch_max, lq_hist_batch_plan *plan);
+lq_status lq_hist_commit(lq_hist *h, const lq_hist_batch_plan *plan, float batch_min, float batch_max, int64_t n,
+                         const int64_t *abs_counts, const int64_t *signed_counts);
+/* the binning (adds into counts): plain C and OpenMP, identical results */
+void lq_histc_ref(const float *x, int64_t n, bool absval, const lq_hist_range *r, int64_t *counts);
+void lq_histc_cpu(const float *x, int64_t n, bool absval, const lq_hist_range *r, int64_t *counts, int n_threads);
+
+typedef struct {
+    lq_amax_method method;
+    double         percentile;             /* 99.99                         */
+    int            num_bits;               /* 8                             */
+    int            ort_num_quantized_bins; /* 128                           */
+    int64_t        start_bin;              /* 128 (entropy, mse)            */
+    int64_t        stride;                 /* 1                             */
+} lq_amax_params;
+
+lq_amax_params lq_amax_default_params(lq_amax_method m);
+/*! lq_hist_amax() : the calibrated amax (> 0) and the chosen bin (-1 for max;
+ *  entropy: i; entropy-ort: the half width i of the slice; percentile and
+ *  mse: the bin index). LQ_ERR_INVALID_ARG for an empty histogram, bad
+ *  parameters, or entropy-ort without the signed histogram. An all-zero
+ *  tensor gives amax 1 (a scale that maps 0 to 0) with a warning. */
+lq_status lq_hist_amax(const lq_hist *h, const lq_amax_params *p, double *amax, int64_t *bin);
+
+int64_t        lq_hist_count(const lq_hist *h);
+double         lq_hist_absmax(const lq_hist *h);
+double         lq_hist_min(const lq_hist *h);
+double         lq_hist_max(const lq_hist *h);
+int64_t        lq_hist_n_bins(const lq_hist *h); /* |x| histogram; 0 before any non-zero value */
+double         lq_hist_width(const lq_hist *h);
+const int64_t *lq_hist_counts(const lq_hist *h);
+bool           lq_hist_has_signed(const lq_hist *h);
+
+/*! lq_entropy_search_ref() / lq_entropy_search() : NVIDIA's threshold search
+ *  on raw counts (as above; counts are not modified): the literal algorithm
+ *  in f64 (O(n_bins^2)), and a prefix-sum version (O(n_bins * levels)) whose
+ *  near-minimal candidates are re-evaluated literally, so both pick the same
+ *  bin. *best_kl may be INFINITY when every candidate is. */
+lq_status lq_entropy_search_ref(const int64_t *counts, int64_t n_bins, int n_levels, int64_t start, int64_t stride,
+                                int64_t *best_i, double *best_kl);
+lq_status lq_entropy_search(const int64_t *counts, int64_t n_bins, int n_levels, int64_t start, int64_t stride,
+                            int64_t *best_i, double *best_kl);
+/* ONNX Runtime's search on a signed histogram of n_bins over [-th, th]; *half = the chosen i */
+lq_status lq_entropy_ort_search(const int64_t *counts, int64_t n_bins, double th, double mn, double mx,
+                                int num_quantized_bins, double *amax, int64_t *half);
+
+/*! lq_trt_cache_write() : a TensorRT calibration cache (REFERENCE.md 5.4):
+ *  "TRT-<version>-EntropyCalibration2", then "name: %08x" with the f32 bits
+ *  of amax/127 per tensor. Atomic. */
+lq_status lq_trt_cache_write(const char *path, int trt_version, const char *const *names, const double *amax, int64_t n);
+/* the histogram as JSON members into an open object-less position:
+ * {"n_bins", "width", "count", "absmax", "min", "max", "counts": [...],
+ *  "signed": {"threshold", "counts"} when present} */
+lq_status lq_hist_write_json(const lq_hist *h, lq_json_writer *w);
+
 #ifdef __cplusplus
 }
 #endif

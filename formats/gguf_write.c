@@ -420,6 +420,9 @@ static lq_status plan_tensor(const lq_model_config *cfg, const lq_qtensor *t, pl
                  "tensor '%s' carries a g_idx (GPTQ act-order), which GGUF cannot store; write it as GPTQ, or "
                  "quantize with static groups or without act-order",
                  nm);
+    LQ_RETURN_IF(t->in_scale != 0, LQ_ERR_UNSUPPORTED,
+                 "tensor '%s' has a static activation scale (W8A8), which GGUF cannot store; write compressed-tensors",
+                 nm);
     LQ_RETURN_IF(tr->kind == LQ_QK_INT || tr->kind == LQ_QK_FP8, LQ_ERR_UNSUPPORTED,
                  "tensor '%s': %s has no GGUF equivalent (GGUF stores f32/f16/bf16 and ggml block types)", nm,
                  tr->name);

@@ -27,6 +27,7 @@
 #include "formats_internal.h"
 #include "lq_qformats.h"
 
+#include <math.h>
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,7 @@ typedef struct {
     bool     dynamic;
     bool     actorder_group; /* weights "actorder": "group" / "dynamic" / true: loaders apply weight_g_idx */
     bool     has_input_acts;
+    bool     act_static8; /* input_activations: int 8-bit symmetric tensor static (W8A8): read input_scale */
     char     format[32]; /* "" = the global format */
 } ct_group;
 
@@ -395,7 +397,27 @@ static lq_status parse_ct_group(const char *label, const lq_json *gj, ct_group *
     const char *fmt = NULL;
     LQ_TRY(get_str(label, where, gj, "format", &fmt));
     if (fmt) LQ_TRY(copy_name(label, "format", fmt, g->format, sizeof g->format));
-    g->has_input_acts = !absent(lq_json_get(gj, "input_activations"));
+    const lq_json *ia = lq_json_get(gj, "input_activations");
+    g->has_input_acts = !absent(ia);
+    if (g->has_input_acts) {
+        LQ_RETURN_IF(ia->type != LQ_JSON_OBJECT, LQ_ERR_FORMAT, "%s: %s: \"input_activations\" is not an object", label,
+                     where);
+        int64_t     abits = 8;
+        bool        asym = true, adyn = false;
+        const char *atype = NULL, *astrat = NULL;
+        LQ_TRY(get_int(label, where, ia, "num_bits", &abits, false));
+        LQ_TRY(get_bool(label, where, ia, "symmetric", &asym));
+        LQ_TRY(get_bool(label, where, ia, "dynamic", &adyn));
+        LQ_TRY(get_str(label, where, ia, "type", &atype));
+        LQ_TRY(get_str(label, where, ia, "strategy", &astrat));
+        g->act_static8 = abits == 8 && asym && !adyn && (!atype || !strcmp(atype, "int")) &&
+                         (!astrat || !strcmp(astrat, "tensor"));
+        if (!g->act_static8)
+            LQ_LOG_WARN("%s: %s: input activations (%lld-bit %s %s%s) are not quantized by libquant's runner, which "
+                        "runs this group weight-only (static int8 per-tensor is supported)",
+                        label, where, (long long)abits, atype ? atype : "int", astrat ? astrat : "tensor",
+                        adyn ? " dynamic" : "");
+    }
     const lq_json *w = lq_json_get(gj, "weights");
     if (absent(w)) return LQ_OK;
     LQ_RETURN_IF(w->type != LQ_JSON_OBJECT, LQ_ERR_FORMAT, "%s: %s: \"weights\" is not an object", label, where);
@@ -980,6 +1002,30 @@ static lq_status load_ct_int(const char *label, const lq_checkpoint *ck, const c
         lq_free(*owned);
         *owned = NULL;
         return st;
+    }
+    if (grp->act_static8) { /* W8A8: the static input scale */
+        const lq_tensor_info *is = require(label, prefix, ck, "input_scale", &st);
+        float                 v  = 0;
+        if (is && is->n_dims <= 1 && (is->n_dims == 0 || is->shape[0] == 1)) {
+            if (is->dtype == LQ_DTYPE_F32) memcpy(&v, is->data, 4);
+            if (is->dtype == LQ_DTYPE_F16 || is->dtype == LQ_DTYPE_BF16) {
+                uint16_t h;
+                memcpy(&h, is->data, 2);
+                v = is->dtype == LQ_DTYPE_F16 ? lq_f16_to_f32(h) : lq_bf16_to_f32(h);
+            }
+        }
+        if (st == LQ_OK && (!(v > 0) || !(v < INFINITY) || qt != LQ_QT_INT8_CH || !gi_trivial)) {
+            LQ_LOG_ERR("%s: module '%s': static int8 activations need a positive F32/F16/BF16 input_scale of one "
+                       "element and int8 per-channel symmetric weights",
+                       label, prefix);
+            st = LQ_ERR_FORMAT;
+        }
+        if (st != LQ_OK) {
+            lq_free(*owned);
+            *owned = NULL;
+            return st;
+        }
+        out->in_scale = v;
     }
     out->name     = o.name;
     out->qtype    = qt;

@@ -110,7 +110,9 @@ typedef enum {
     JOB_GPTQ_SCALES,  /* F16 [G, N]                        */
     JOB_GPTQ_GIDX,    /* I32 [K]                           */
     JOB_CT_SCALES,    /* scale dtype [N, G] or [1]         */
-    JOB_CT_ZEROS      /* I32 [ceil(N*b/32), G]             */
+    JOB_CT_ZEROS,     /* I32 [ceil(N*b/32), G]             */
+    JOB_CT_I8,        /* I8 [N, K] = code - 128 (int-quantized) */
+    JOB_CT_INSCALE    /* scale dtype [1]: input_scale       */
 } job_kind;
 
 typedef struct {
@@ -172,6 +174,11 @@ static uint64_t job_elem(const job *j, uint64_t idx) {
     case JOB_GPTQ_GIDX:
         return j->t->g_idx ? (uint32_t)j->t->g_idx[idx] : (uint32_t)(int32_t)((int64_t)idx / j->group);
     case JOB_CT_SCALES: return scale_bits(j->t->scales[idx], j->sdt);
+    case JOB_CT_I8: {
+        const uint64_t r = idx / (uint64_t)j->cols, k = idx % (uint64_t)j->cols;
+        return (uint8_t)(((const uint8_t *)j->t->data)[r * j->row_bytes + k] ^ 0x80u); /* u - 128 as int8 */
+    }
+    case JOB_CT_INSCALE: return scale_bits(j->t->in_scale, j->sdt);
     case JOB_CT_ZEROS: {
         const zctx c = {j, (int64_t)(idx % (uint64_t)j->n_groups)};
         return stream_word(j->bits, j->rows, (int64_t)(idx / (uint64_t)j->n_groups), ct_zero_code, &c);
@@ -289,6 +296,16 @@ static lq_status check_tensor(const char *dir, const lq_qtensor *t, lq_qformat f
                  LQ_ERR_INVALID_ARG, "%s: tensor '%s': scale dtype %s (F16, BF16 or F32)", dir, t->name,
                  lq_dtype_name(t->scale_dtype));
     LQ_RETURN_IF(!t->scales, LQ_ERR_INVALID_ARG, "%s: tensor '%s': no scales", dir, t->name);
+    if (t->in_scale != 0) { /* W8A8: static int8 activations */
+        LQ_RETURN_IF(is_gptq(f), LQ_ERR_UNSUPPORTED,
+                     "%s: tensor '%s' has a static activation scale (W8A8), which the GPTQ format cannot hold; use "
+                     "compressed-tensors", dir, t->name);
+        LQ_RETURN_IF(t->qtype != LQ_QT_INT8_CH || t->g_idx, LQ_ERR_INVALID_ARG,
+                     "%s: tensor '%s': W8A8 needs int8_ch weights without g_idx (got %s)", dir, t->name, tr->name);
+        LQ_RETURN_IF(!(t->in_scale > 0) || !scale_exact(t->in_scale, t->scale_dtype),
+                     LQ_ERR_INVALID_ARG, "%s: tensor '%s': input scale %g is not a positive %s value", dir, t->name,
+                     (double)t->in_scale, lq_dtype_name(t->scale_dtype));
+    }
     const bool has_z = lq_qtype_has_zeros(t->qtype);
     LQ_RETURN_IF(has_z && !t->zeros, LQ_ERR_INVALID_ARG, "%s: tensor '%s': %s needs zero points", dir, t->name,
                  tr->name);
@@ -348,6 +365,7 @@ static lq_status check_tensor(const char *dir, const lq_qtensor *t, lq_qformat f
 
 typedef struct {
     lq_qtype qt;
+    bool     a8; /* W8A8: static int8 input activations */
     int64_t  count, first;
 } scheme;
 
@@ -456,6 +474,13 @@ static lq_status plan_tensor(plan *p, const lq_qtensor *t, lq_qformat f, lq_dtyp
             LQ_TRY(add_entry(p, module, "weight_scale", t->scale_dtype, 1, 1, 0, NULL, js));
         else
             LQ_TRY(add_entry(p, module, "weight_scale", t->scale_dtype, 2, rows, 1, NULL, js));
+        return LQ_OK;
+    }
+    if (t->in_scale > 0) { /* int-quantized: I8 weight, per-channel scale, static per-tensor input scale */
+        job *jw = new_job(p, JOB_CT_I8, t, 1);
+        LQ_TRY(add_entry(p, module, "weight", LQ_DTYPE_I8, 2, rows, cols, NULL, jw));
+        LQ_TRY(add_entry(p, module, "weight_scale", t->scale_dtype, 2, rows, 1, NULL, new_job(p, JOB_CT_SCALES, t, ses)));
+        LQ_TRY(add_entry(p, module, "input_scale", t->scale_dtype, 1, 1, 0, NULL, new_job(p, JOB_CT_INSCALE, t, ses)));
         return LQ_OK;
     }
     /* pack-quantized: the lq rows are weight_packed as they are */
@@ -644,7 +669,7 @@ static void ct_config(lq_json_writer *w, const lq_qtensor *t, int64_t n, const s
             lq_json_str(w, "Linear");
         } else {
             for (int64_t i = 0; i < n; i++) {
-                if (t[i].qtype != sc[s].qt) continue;
+                if (t[i].qtype != sc[s].qt || (t[i].in_scale > 0) != sc[s].a8) continue;
                 char *m = module_name(t[i].name);
                 char *r = m ? exact_regex("re:", m) : NULL;
                 lq_json_str(w, r ? r : "");
@@ -656,19 +681,40 @@ static void ct_config(lq_json_writer *w, const lq_qtensor *t, int64_t n, const s
         lq_json_key(w, "weights");
         ct_weights(w, sc[s].qt, any_act_ordered(t, n, sc[s].qt));
         lq_json_key(w, "input_activations");
-        lq_json_null(w);
+        if (sc[s].a8) { /* vLLM: CompressedTensorsW8A8Int8, static per-tensor */
+            lq_json_obj_begin(w);
+            lq_json_key(w, "num_bits");
+            lq_json_i64(w, 8);
+            lq_json_key(w, "type");
+            lq_json_str(w, "int");
+            lq_json_key(w, "symmetric");
+            lq_json_bool(w, true);
+            lq_json_key(w, "group_size");
+            lq_json_null(w);
+            lq_json_key(w, "strategy");
+            lq_json_str(w, "tensor");
+            lq_json_key(w, "dynamic");
+            lq_json_bool(w, false);
+            lq_json_key(w, "observer");
+            lq_json_str(w, "minmax");
+            lq_json_obj_end(w);
+        } else {
+            lq_json_null(w);
+        }
         lq_json_key(w, "output_activations");
         lq_json_null(w);
         lq_json_key(w, "format");
-        lq_json_str(w, ct_format_of(sc[s].qt));
+        lq_json_str(w, sc[s].a8 ? "int-quantized" : ct_format_of(sc[s].qt));
         lq_json_obj_end(w);
     }
     lq_json_obj_end(w);
     bool one_format = true;
     for (int64_t s = 1; s < n_sc; s++)
-        if (strcmp(ct_format_of(sc[s].qt), ct_format_of(sc[0].qt)) != 0) one_format = false;
+        if (strcmp(sc[s].a8 ? "int-quantized" : ct_format_of(sc[s].qt),
+                   sc[0].a8 ? "int-quantized" : ct_format_of(sc[0].qt)) != 0)
+            one_format = false;
     lq_json_key(w, "format");
-    lq_json_str(w, one_format ? ct_format_of(sc[0].qt) : "mixed-precision");
+    lq_json_str(w, one_format ? (sc[0].a8 ? "int-quantized" : ct_format_of(sc[0].qt)) : "mixed-precision");
     lq_json_key(w, "global_compression_ratio");
     lq_json_f64(w, ratio);
     lq_json_key(w, "ignore");
@@ -701,9 +747,10 @@ static lq_status build_qconfig(const lq_qtensor *t, int64_t n, const lq_qformat_
     LQ_RETURN_IF(!sc, LQ_ERR_NOMEM, "out of memory");
     for (int64_t i = 0; i < n; i++) {
         if (!is_quant_kind(lq_qtype_traits_of(t[i].qtype)->kind)) continue;
-        int64_t s = 0;
-        while (s < n_sc && sc[s].qt != t[i].qtype) s++;
-        if (s == n_sc) sc[n_sc++] = (scheme){t[i].qtype, 0, i};
+        int64_t    s  = 0;
+        const bool a8 = t[i].in_scale > 0;
+        while (s < n_sc && (sc[s].qt != t[i].qtype || sc[s].a8 != a8)) s++;
+        if (s == n_sc) sc[n_sc++] = (scheme){t[i].qtype, a8, 0, i};
         sc[s].count++;
     }
     qsort(sc, (size_t)n_sc, sizeof *sc, cmp_scheme);

@@ -154,3 +154,16 @@ lq_status lq_cuda_gptq(const lq_gptq_params *p, const float *w, int64_t rows, in
     LQ_LOG_ERR(NOT_BUILT);
     return LQ_ERR_UNSUPPORTED;
 }
+
+lq_status lq_cuda_minmax(const float *x, int64_t n, float *mn, float *mx) {
+    (void)x, (void)n, (void)mn, (void)mx;
+    LQ_LOG_ERR("minmax: " NOT_BUILT);
+    return LQ_ERR_UNSUPPORTED;
+}
+
+lq_status lq_cuda_histc(const float *x, int64_t n, bool absval, double lo, double hi, int64_t n_bins,
+                        int64_t *counts_host) {
+    (void)x, (void)n, (void)absval, (void)lo, (void)hi, (void)n_bins, (void)counts_host;
+    LQ_LOG_ERR("histc: " NOT_BUILT);
+    return LQ_ERR_UNSUPPORTED;
+}

@@ -56,6 +56,11 @@ typedef struct {
                                gather x through it; lq_weight_row_f32 returns
                                the row in input-feature order; embedding tables
                                cannot have one. Device pointer for lq_cuda_*. */
+    float          in_scale; /* > 0: W8A8 static int8 activations (INT8_CH
+                               symmetric weights, no perm): the matmuls quantize
+                               x with this per-tensor scale, q = clamp(rint(x /
+                               in_scale), -128, 127), and accumulate int8 x int8
+                               in int32; y = in_scale * s_w[r] * acc. 0: off  */
 } lq_weight;
 
 /* ==== quantization ==== */
@@ -70,6 +75,16 @@ lq_status lq_quantize_cpu(lq_qtype t, lq_dtype src_t, const void *src, int64_t r
 /*! lq_weight_row_f32() : dequantize (or convert) row r of w into out (cols f32),
  *  equal to the corresponding row of lq_dequantize_ref(). */
 lq_status lq_weight_row_f32(const lq_weight *w, int64_t r, float *out);
+
+/*! W8A8 pieces (see lq_weight.in_scale): lq_quantize_act_i8_*: q[i] =
+ *  clamp(rint(x[i] / scale), -128, 127); lq_gemm_i8_*: c (n, rows) int32 =
+ *  a (n, k) int8 times the int8 weight codes b (rows, row stride ldb bytes,
+ *  u8 with zero point 128) transposed, exact. _ref and _cpu are identical. */
+void lq_quantize_act_i8_ref(const float *x, int64_t n, float scale, int8_t *q);
+void lq_quantize_act_i8_cpu(const float *x, int64_t n, float scale, int8_t *q, int n_threads);
+void lq_gemm_i8_ref(int32_t *c, const int8_t *a, int64_t n, int64_t k, const uint8_t *b, int64_t ldb, int64_t rows);
+void lq_gemm_i8_cpu(int32_t *c, const int8_t *a, int64_t n, int64_t k, const uint8_t *b, int64_t ldb, int64_t rows,
+                    int n_threads);
 
 /*! lq_matmul_ref() / lq_matmul_cpu() :
  *  y (n, w->rows) = x (n, w->cols) · wᵀ + bias (w->rows; f32, may be NULL).
@@ -273,6 +288,15 @@ void lq_cuda_llama_free(lq_cuda_llama *m); /* accepts NULL */
 lq_status lq_cuda_hessian_accum(double *H, const float *x, int64_t n, int64_t cols, double alpha);
 lq_status lq_cuda_gptq(const lq_gptq_params *p, const float *w, int64_t rows, int64_t cols, const double *H,
                        void *data, float *scales, uint8_t *zeros, int32_t *g_idx, lq_gptq_stats *st);
+
+/* ==== activation statistics on the device (calibration) ====
+ * x is a device pointer, results are host memory. lq_cuda_minmax: exact
+ * min and max (a NaN anywhere makes max NaN). lq_cuda_histc: counts (n_bins,
+ * overwritten) of x (or |x|) over [lo, hi] with lq_histc_ref's bin rule
+ * (calib/lq_calib.h), exact integer counts. */
+lq_status lq_cuda_minmax(const float *x, int64_t n, float *mn, float *mx);
+lq_status lq_cuda_histc(const float *x, int64_t n, bool absval, double lo, double hi, int64_t n_bins,
+                        int64_t *counts_host);
 
 #ifdef __cplusplus
 }

@@ -51,5 +51,17 @@ lq_status lq__block_forward_cuda(const lq_llama_weights *w, const lq_llama_layer
 /* the runner's weights (model.c): block views for the quantization engines */
 struct lq_model;
 const lq_llama_weights *lq__model_weights(const struct lq_model *m);
+/* mutable views for the sensitivity measurement, which swaps one group of
+ * Linears for quantized versions between forward passes (CPU backend only:
+ * the CUDA runner holds its own device copies) */
+lq_llama_weights *lq__model_weights_mut(struct lq_model *m);
+lq_llama_layer   *lq__model_layer_mut(struct lq_model *m, int64_t layer); /* NULL when out of range */
+
+/* a statistics hook on every forward pass of the runner: called at the four
+ * capture points of each block with the Linear input rows; on_device: x is
+ * a device pointer (CUDA backend). NULL fn removes it. */
+typedef lq_status (*lq__model_capture_fn)(void *user, int64_t layer, lq__cap_point p, const float *x, int64_t n,
+                                          int64_t cols, bool on_device);
+void lq__model_set_capture(struct lq_model *m, lq__model_capture_fn fn, void *user);
 
 #endif

@@ -26,5 +26,8 @@
 #include "lq_eval.h"
 #include "lq_gptq.h"
 #include "lq_synth.h"
+#include "lq_actstats.h"
+#include "lq_mixed.h"
+#include "lq_sensitivity.h"
 
 #endif

@@ -43,6 +43,9 @@ struct lq_model {
     lq__block_scratch s;         /* per-block activations (block.c) */
     /* CUDA state */
     lq_cuda_llama *cuda;
+    /* statistics hook (lq__model_set_capture) */
+    lq__model_capture_fn cap;
+    void                *cap_user;
 };
 
 lq_model_params lq_model_default_params(void) {
@@ -58,6 +61,27 @@ int64_t                lq_model_max_seq(const lq_model *m) { return m->p.max_seq
 uint64_t               lq_model_weight_bytes(const lq_model *m) { return m->weight_bytes; }
 const lq_checkpoint   *lq_model_checkpoint(const lq_model *m) { return m->ck; }
 const lq_llama_weights *lq__model_weights(const lq_model *m) { return &m->w; }
+
+lq_llama_layer *lq__model_layer_mut(lq_model *m, int64_t layer) {
+    return layer >= 0 && layer < m->w.n_layers ? &m->layers[layer] : NULL;
+}
+lq_llama_weights *lq__model_weights_mut(lq_model *m) { return &m->w; }
+
+void lq__model_set_capture(lq_model *m, lq__model_capture_fn fn, void *user) {
+    m->cap      = fn;
+    m->cap_user = user;
+}
+
+/* adapts the block's capture callback to the model-level one (adds the layer) */
+typedef struct {
+    lq_model *m;
+    int64_t   layer;
+} cap_adapter;
+
+static lq_status cap_adapt(void *user, lq__cap_point p, const float *x, int64_t n, int64_t cols) {
+    const cap_adapter *a = user;
+    return a->m->cap(a->m->cap_user, a->layer, p, x, n, cols, false);
+}
 
 void lq_model_free(lq_model *m) {
     if (!m) return;
@@ -220,6 +244,7 @@ static lq_status get_linear(lq_model *m, const char *prefix, int64_t rows, int64
     w->qtype  = qt.qtype;
     w->scales = qt.scales;
     w->zeros  = qt.zeros;
+    w->in_scale = qt.in_scale;
     if (qt.g_idx) LQ_TRY(act_order_layout(m, &qt, w));
     const int64_t ns = lq_qtype_n_scales(qt.qtype, rows, cols);
     m->weight_bytes += (uint64_t)rows * lq_qtype_row_bytes(qt.qtype, cols) + (uint64_t)ns * 4 +
@@ -373,9 +398,11 @@ static lq_status forward_cpu(lq_model *m, const int32_t *tokens, int64_t n, int6
     const int               nt  = m->p.n_threads;
     const int64_t           D = w->dim, KVD = w->n_kv_heads * w->head_dim, S = m->p.max_seq;
     LQ_TRY(ref ? lq_embed_ref(m->x, &w->embed, tokens, n) : lq_embed_cpu(m->x, &w->embed, tokens, n, nt));
-    for (int64_t l = 0; l < w->n_layers; l++)
+    for (int64_t l = 0; l < w->n_layers; l++) {
+        cap_adapter a = {m, l};
         LQ_TRY(lq__block_forward(w, &w->layers[l], m->x, n, pos0, m->k_cache + l * S * KVD, m->v_cache + l * S * KVD,
-                                 &m->s, ref, nt, NULL, NULL, -1));
+                                 &m->s, ref, nt, m->cap ? cap_adapt : NULL, &a, -1));
+    }
     const int64_t first = last_only ? n - 1 : 0, rows = n - first;
     if (ref)
         lq_rmsnorm_ref(m->s.xb, m->x + first * D, &w->norm, rows, D, w->rms_eps);

@@ -51,6 +51,10 @@ CU_pSuite lq_test_gguf_suite(void);     /* test_gguf.c: GGUF reader/writer      
 CU_pSuite lq_test_qformats_suite(void); /* test_qformats.c: GPTQ, compressed-tensors  */
 CU_pSuite lq_test_calib_suite(void);    /* test_calib.c: calibration data             */
 CU_pSuite lq_test_gptq_suite(void);     /* test_gptq.c: GPTQ solver, Hessians         */
+CU_pSuite lq_test_calib_hist_suite(void);
+CU_pSuite lq_test_mixed_suite(void);
+CU_pSuite lq_test_sensitivity_suite(void);
+CU_pSuite lq_test_w8a8_suite(void);
 CU_pSuite lq_test_gptq_engine_suite(void); /* test_gptq_engine.c: block-by-block GPTQ */
 
 /* register a suite; aborts the runner on registry failure */

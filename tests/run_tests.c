@@ -30,6 +30,8 @@ static const struct {
     {"gguf", lq_test_gguf_suite},           {"qformats", lq_test_qformats_suite},
     {"calib", lq_test_calib_suite},         {"gptq", lq_test_gptq_suite},
     {"gptq_engine", lq_test_gptq_engine_suite},
+    {"calib_hist", lq_test_calib_hist_suite},  {"mixed", lq_test_mixed_suite},
+    {"sensitivity", lq_test_sensitivity_suite}, {"w8a8", lq_test_w8a8_suite},
 };
 
 /* ---- helpers for the suites ---- */

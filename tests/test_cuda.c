@@ -229,7 +229,7 @@ static lq_weight host_weight(lq_dtype dt, int64_t rows, int64_t cols, float scal
     for (int64_t i = 0; i < n; i++) f[i] = offset + scale * lq_test_randf(seed);
     CU_ASSERT_EQUAL(lq_convert_ref(dt, d, LQ_DTYPE_F32, f, n), LQ_OK);
     free(f);
-    const lq_weight w = {dt, d, rows, cols, LQ_QT_NONE, NULL, NULL, NULL};
+    const lq_weight w = {dt, d, rows, cols, LQ_QT_NONE, NULL, NULL, NULL, 0};
     return w;
 }
 
@@ -335,9 +335,9 @@ static void test_cuda_matmul(void) {
     matmul_case(LQ_DTYPE_F32, 2, 33, 64, false, 1, 79);
     /* refusals and the empty case */
     float          *d = NULL;
-    const lq_weight w64 = {LQ_DTYPE_F64, NULL, 4, 4, LQ_QT_NONE, NULL, NULL, NULL};
+    const lq_weight w64 = {LQ_DTYPE_F64, NULL, 4, 4, LQ_QT_NONE, NULL, NULL, NULL, 0};
     CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc((void **)&d, 256), LQ_OK);
-    const lq_weight wf = {LQ_DTYPE_F32, d, 4, 4, LQ_QT_NONE, NULL, NULL, NULL};
+    const lq_weight wf = {LQ_DTYPE_F32, d, 4, 4, LQ_QT_NONE, NULL, NULL, NULL, 0};
     lq_test_quiet(1);
     CU_ASSERT_EQUAL(lq_cuda_matmul(d, d, 1, &w64, NULL), LQ_ERR_UNSUPPORTED);
     CU_ASSERT_EQUAL(lq_cuda_matmul(d, d, -1, &wf, NULL), LQ_ERR_SHAPE);
@@ -784,7 +784,7 @@ static void test_cuda_llama_refusals(void) {
  * same 50 tokens as the CPU reference; then one 51-token prefill */
 static lq_weight st_weight(const lq_safetensors *st, const char *name) {
     const lq_tensor_info *t = lq_safetensors_find(st, name);
-    lq_weight             w = {LQ_DTYPE_F32, NULL, 0, 0, LQ_QT_NONE, NULL, NULL, NULL};
+    lq_weight             w = {LQ_DTYPE_F32, NULL, 0, 0, LQ_QT_NONE, NULL, NULL, NULL, 0};
     CU_ASSERT_PTR_NOT_NULL(t);
     if (!t) return w;
     w.dtype = t->dtype;
@@ -901,8 +901,8 @@ static void test_cuda_llama_decode_bandwidth(void) {
     CU_ASSERT_EQUAL(lq_rope_inv_freq(inv, HD, 500000.0, LQ_ROPE_DEFAULT, 1.0, 1.0, 4.0, 8192), LQ_OK);
     w.dim = D, w.hidden = F, w.n_layers = L, w.n_heads = H, w.n_kv_heads = KVH, w.head_dim = HD, w.vocab = V;
     w.rms_eps = 1e-5f, w.rope_neox = true, w.inv_freq = inv, w.layers = layers;
-    const lq_weight norm = {LQ_DTYPE_F16, pat, 1, D, LQ_QT_NONE, NULL, NULL, NULL};
-    w.embed = (lq_weight){LQ_DTYPE_F16, pat, V, D, LQ_QT_NONE, NULL, NULL, NULL};
+    const lq_weight norm = {LQ_DTYPE_F16, pat, 1, D, LQ_QT_NONE, NULL, NULL, NULL, 0};
+    w.embed = (lq_weight){LQ_DTYPE_F16, pat, V, D, LQ_QT_NONE, NULL, NULL, NULL, 0};
     w.lm_head = w.embed;
     w.lm_head.data = pat + 1; /* not tied: its own copy on the device, read every step */
     w.norm = norm;
@@ -910,11 +910,11 @@ static void test_cuda_llama_decode_bandwidth(void) {
     for (int l = 0; l < L; l++) {
         lq_llama_layer *y = &layers[l];
         y->attn_norm = y->ffn_norm = norm;
-        y->wq = (lq_weight){LQ_DTYPE_F16, pat, H * HD, D, LQ_QT_NONE, NULL, NULL, NULL};
-        y->wk = (lq_weight){LQ_DTYPE_F16, pat, KVH * HD, D, LQ_QT_NONE, NULL, NULL, NULL};
-        y->wv = y->wk, y->wo = (lq_weight){LQ_DTYPE_F16, pat, D, H * HD, LQ_QT_NONE, NULL, NULL, NULL};
-        y->w_gate = (lq_weight){LQ_DTYPE_F16, pat, F, D, LQ_QT_NONE, NULL, NULL, NULL}, y->w_up = y->w_gate;
-        y->w_down = (lq_weight){LQ_DTYPE_F16, pat, D, F, LQ_QT_NONE, NULL, NULL, NULL};
+        y->wq = (lq_weight){LQ_DTYPE_F16, pat, H * HD, D, LQ_QT_NONE, NULL, NULL, NULL, 0};
+        y->wk = (lq_weight){LQ_DTYPE_F16, pat, KVH * HD, D, LQ_QT_NONE, NULL, NULL, NULL, 0};
+        y->wv = y->wk, y->wo = (lq_weight){LQ_DTYPE_F16, pat, D, H * HD, LQ_QT_NONE, NULL, NULL, NULL, 0};
+        y->w_gate = (lq_weight){LQ_DTYPE_F16, pat, F, D, LQ_QT_NONE, NULL, NULL, NULL, 0}, y->w_up = y->w_gate;
+        y->w_down = (lq_weight){LQ_DTYPE_F16, pat, D, F, LQ_QT_NONE, NULL, NULL, NULL, 0};
         per_token += 2 * ((uint64_t)2 * H * HD * D + (uint64_t)2 * KVH * HD * D + (uint64_t)3 * F * D);
     }
     lq_cuda_llama *g = NULL;
@@ -995,7 +995,7 @@ static qhost qhost_make(lq_qtype t, int64_t rows, int64_t cols, double std, uint
             memcpy(d + b + (t == LQ_QT_Q6_K ? 208 : 0), &h, 2);
             if (t == LQ_QT_Q4_K) memcpy(d + b + 2, &h, 2);
         }
-    const lq_weight w = {LQ_DTYPE_F32, d, rows, cols, t, sc, q.n_zeros ? z : NULL, NULL};
+    const lq_weight w = {LQ_DTYPE_F32, d, rows, cols, t, sc, q.n_zeros ? z : NULL, NULL, 0};
     if (!q.n_zeros) free(z);
     q.w = w;
     return q;
@@ -1279,8 +1279,8 @@ static void test_cuda_gptq_vs_cpu(void) {
         float  *dw = dev_copy(w, (size_t)(R * C) * 4);
         double *dh = dev_copy(H, (size_t)(C * C) * 8);
         CU_ASSERT_FATAL(lq_cuda_gptq(&p, dw, R, C, dh, d2, s2, z2, g2, &b) == LQ_OK);
-        lq_weight wa = {LQ_DTYPE_U8, d1, R, C, p.qtype, s1, lq_qtype_has_zeros(p.qtype) ? z1 : NULL, NULL};
-        lq_weight wb = {LQ_DTYPE_U8, d2, R, C, p.qtype, s2, lq_qtype_has_zeros(p.qtype) ? z2 : NULL, NULL};
+        lq_weight wa = {LQ_DTYPE_U8, d1, R, C, p.qtype, s1, lq_qtype_has_zeros(p.qtype) ? z1 : NULL, NULL, 0};
+        lq_weight wb = {LQ_DTYPE_U8, d2, R, C, p.qtype, s2, lq_qtype_has_zeros(p.qtype) ? z2 : NULL, NULL, 0};
         float    *ra = malloc((size_t)C * 4), *rb = malloc((size_t)C * 4);
         int64_t   same = 0;
         for (int64_t r = 0; r < R; r++) {
@@ -1310,7 +1310,7 @@ static void test_cuda_matmul_perm(void) {
     uint8_t       *d = calloc((size_t)(lq_qtype_row_bytes(t, C) * (uint64_t)R), 1);
     float         *sc = malloc((size_t)lq_qtype_n_scales(t, R, C) * 4);
     CU_ASSERT_FATAL(lq_quantize_ref(t, w, R, C, NULL, d, sc, NULL) == LQ_OK);
-    const lq_weight hw = {LQ_DTYPE_U8, d, R, C, t, sc, NULL, perm};
+    const lq_weight hw = {LQ_DTYPE_U8, d, R, C, t, sc, NULL, perm, 0};
     float          *y1 = malloc((size_t)(n * R) * 4), *y2 = malloc((size_t)(n * R) * 4);
     CU_ASSERT_FATAL(lq_matmul_ref(y1, x, n, &hw, NULL) == LQ_OK);
     void     *dd = dev_copy(d, (size_t)(lq_qtype_row_bytes(t, C) * (uint64_t)R));

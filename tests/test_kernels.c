@@ -73,7 +73,7 @@ static tweight make_weight(lq_dtype dt, int64_t rows, int64_t cols, uint64_t see
             memcpy(d + 2 * i, &h, 2);
         }
     }
-    tw.w = (lq_weight){dt, d, rows, cols, LQ_QT_NONE, NULL, NULL, NULL};
+    tw.w = (lq_weight){dt, d, rows, cols, LQ_QT_NONE, NULL, NULL, NULL, 0};
     return tw;
 }
 
@@ -228,11 +228,11 @@ static void test_kernels_matmul_edges(void) {
     float  *y = malloc(sizeof(float) * 20 * 50), *yr = malloc(sizeof(float) * 20 * 50);
     CU_ASSERT_FATAL(y && yr);
     CU_ASSERT_EQUAL(lq_matmul_cpu(y, x, 0, &tw.w, b, 2), LQ_OK);
-    lq_weight empty = {LQ_DTYPE_F16, tw.w.data, 50, 0, LQ_QT_NONE, NULL, NULL, NULL};
+    lq_weight empty = {LQ_DTYPE_F16, tw.w.data, 50, 0, LQ_QT_NONE, NULL, NULL, NULL, 0};
     CU_ASSERT_EQUAL(lq_matmul_cpu(y, x, 3, &empty, b, 2), LQ_OK);
     CU_ASSERT_EQUAL(lq_matmul_ref(yr, x, 3, &empty, b), LQ_OK);
     CU_ASSERT(memcmp(y, yr, sizeof(float) * 3 * 50) == 0);
-    lq_weight bad = {LQ_DTYPE_I8, tw.w.data, 50, 40, LQ_QT_NONE, NULL, NULL, NULL};
+    lq_weight bad = {LQ_DTYPE_I8, tw.w.data, 50, 40, LQ_QT_NONE, NULL, NULL, NULL, 0};
     lq_test_quiet(1);
     CU_ASSERT_EQUAL(lq_matmul_cpu(y, x, 3, &bad, NULL, 2), LQ_ERR_UNSUPPORTED);
     CU_ASSERT_EQUAL(lq_test_errors_logged(), 1);

@@ -99,7 +99,7 @@ static void qfix_free(qfix *f) { free(f->data), free(f->scales), free(f->zeros);
 
 /* dtype is ignored for quantized weights: a type that is not a weight dtype proves it */
 static lq_weight qfix_weight(const qfix *f) {
-    const lq_weight w = {LQ_DTYPE_F64, f->data, f->rows, f->cols, f->t, f->scales, f->zeros, NULL};
+    const lq_weight w = {LQ_DTYPE_F64, f->data, f->rows, f->cols, f->t, f->scales, f->zeros, NULL, 0};
     return w;
 }
 
@@ -336,8 +336,8 @@ static void test_qkernels_keep(void) {
                                                                                              rand_vec(2 * cols, 0, &s);
         CU_ASSERT_FATAL(wd != NULL);
         CU_ASSERT_EQUAL(lq_convert_ref(dt, wd, LQ_DTYPE_F32, wf, rows * cols), LQ_OK);
-        const lq_weight plain = {dt, wd, rows, cols, LQ_QT_NONE, NULL, NULL, NULL};
-        const lq_weight keep  = {LQ_DTYPE_U8, wd, rows, cols, ts[i], NULL, NULL, NULL};
+        const lq_weight plain = {dt, wd, rows, cols, LQ_QT_NONE, NULL, NULL, NULL, 0};
+        const lq_weight keep  = {LQ_DTYPE_U8, wd, rows, cols, ts[i], NULL, NULL, NULL, 0};
         for (int k = 0; k < 2; k++) {
             const int64_t nn = k ? n : 1;
             CU_ASSERT_EQUAL(lq_matmul_ref(a, x, nn, &plain, NULL), LQ_OK);
@@ -413,7 +413,7 @@ static void test_qkernels_vs_dequantize_ref(void) {
         for (int64_t i = 0; i < rows * cols; i += 13) src[i] *= 8.f; /* outliers: the scales differ per group */
         CU_ASSERT_EQUAL_FATAL(lq_quantize_ref(t, src, rows, cols, NULL, data, scales, zeros), LQ_OK);
         CU_ASSERT_EQUAL_FATAL(lq_dequantize_ref(t, data, scales, zeros, rows, cols, deq), LQ_OK);
-        const lq_weight w = {LQ_DTYPE_F64, data, rows, cols, t, scales, lq_qtype_has_zeros(t) ? zeros : NULL, NULL};
+        const lq_weight w = {LQ_DTYPE_F64, data, rows, cols, t, scales, lq_qtype_has_zeros(t) ? zeros : NULL, NULL, 0};
         int             bad = 0;
         for (int64_t r = 0; r < rows; r++) {
             CU_ASSERT_EQUAL(lq_weight_row_f32(&w, r, row), LQ_OK);
@@ -421,7 +421,7 @@ static void test_qkernels_vs_dequantize_ref(void) {
         }
         if (bad) printf("\n  %s: %d rows differ from lq_dequantize_ref", tr->name, bad);
         CU_ASSERT_EQUAL(bad, 0);
-        const lq_weight wf = {LQ_DTYPE_F32, deq, rows, cols, LQ_QT_NONE, NULL, NULL, NULL};
+        const lq_weight wf = {LQ_DTYPE_F32, deq, rows, cols, LQ_QT_NONE, NULL, NULL, NULL, 0};
         CU_ASSERT_EQUAL(lq_matmul_ref(y1, x, n, &w, NULL), LQ_OK);
         CU_ASSERT_EQUAL(lq_matmul_ref(y2, x, n, &wf, NULL), LQ_OK);
         CU_ASSERT_EQUAL(memcmp(y1, y2, sizeof(float) * (size_t)(n * rows)), 0);
@@ -478,9 +478,9 @@ static void test_qkernels_refusals(void) {
     CU_ASSERT_EQUAL(lq_weight_row_f32(&w, -1, row), LQ_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(lq_weight_row_f32(NULL, 0, row), LQ_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(lq_matmul_cpu(y, x, -1, &w, NULL, 1), LQ_ERR_INVALID_ARG);
-    const lq_weight q6 = {LQ_DTYPE_F32, f.data, 1, 300, LQ_QT_Q6_K, NULL, NULL, NULL};
+    const lq_weight q6 = {LQ_DTYPE_F32, f.data, 1, 300, LQ_QT_Q6_K, NULL, NULL, NULL, 0};
     CU_ASSERT_EQUAL(lq_matmul_cpu(y, x, 1, &q6, NULL, 1), LQ_ERR_SHAPE);
-    const lq_weight plain = {LQ_DTYPE_U8, f.data, 1, 4, LQ_QT_NONE, NULL, NULL, NULL};
+    const lq_weight plain = {LQ_DTYPE_U8, f.data, 1, 4, LQ_QT_NONE, NULL, NULL, NULL, 0};
     CU_ASSERT_EQUAL(lq_weight_row_f32(&plain, 0, row), LQ_ERR_UNSUPPORTED);
     lq_test_quiet(0);
     /* the empty cases */
@@ -509,7 +509,7 @@ static void test_qkernels_matmul_perm(void) {
         float         *sc = malloc((size_t)lq_qtype_n_scales(ty, R, C) * 4);
         uint8_t       *z  = malloc((size_t)lq_qtype_n_scales(ty, R, C));
         CU_ASSERT_FATAL(lq_quantize_ref(ty, w, R, C, NULL, d, sc, z) == LQ_OK);
-        const lq_weight q = {LQ_DTYPE_U8, d, R, C, ty, sc, lq_qtype_has_zeros(ty) ? z : NULL, perm};
+        const lq_weight q = {LQ_DTYPE_U8, d, R, C, ty, sc, lq_qtype_has_zeros(ty) ? z : NULL, perm, 0};
         lq_weight       plain = q;
         plain.perm            = NULL;
         float *row = malloc((size_t)C * 4), *rowp = malloc((size_t)C * 4), *y1 = malloc((size_t)(70 * R) * 4);
@@ -573,7 +573,7 @@ static void test_qkernels_perm_checks(void) {
     float         *sc = malloc((size_t)lq_qtype_n_scales(ty, R, C) * 4);
     uint8_t       *z  = malloc((size_t)lq_qtype_n_scales(ty, R, C));
     CU_ASSERT_FATAL(lq_quantize_ref(ty, wp, R, C, NULL, d, sc, z) == LQ_OK);
-    lq_weight q = {LQ_DTYPE_U8, d, R, C, ty, sc, z, perm};
+    lq_weight q = {LQ_DTYPE_U8, d, R, C, ty, sc, z, perm, 0};
     /* the dequantized original-order matrix, the transformers way: w[r][k] = s[r][g_idx[k]] * (u - z[r][g_idx[k]]) */
     float *deq = malloc((size_t)(R * C) * 4), *row = malloc((size_t)C * 4);
     CU_ASSERT_FATAL(lq_dequantize_ref(ty, d, sc, z, R, C, wp) == LQ_OK); /* wp: the stored (sorted) order */

@@ -88,8 +88,28 @@ static void usage(FILE *f) {
             "                       modules' weights (e.g. mean x^2 of the activations) for the\n"
             "                       clip search and the k-quant searches\n"
             "  --scale-dtype D      [f16] int/fp8 scales: f16, bf16 or f32 (GPTQ: f16)\n"
+            "mixed precision (REFERENCE.md 6.3):\n"
+            "  --target-bpw B       choose one type per group (q/k/v, o, gate/up, down of each layer)\n"
+            "                       minimizing the summed measured KLD with the grouped weights at\n"
+            "                       <= B bits/weight (exact solver); needs --calib (or --sensitivity)\n"
+            "  --target-size S      the same with every tensor written <= S bytes of tensor data\n"
+            "  --candidates LIST    [f16,int8_ch,int4_g32,int4_g128,int4_ch,int3_g32,int3_ch,int2_g32;\n"
+            "                       gguf: f16,q8_0,q6_k,q5_0,q4_k,q4_0] types to measure\n"
+            "  --sens-samples N     [16] calibration windows for the sensitivity measurement\n"
+            "  --mixed-embed        the (tied) embedding is a group too (GGUF types, or f16/bf16)\n"
+            "  --sensitivity FILE   reuse a measured table instead of measuring\n"
+            "  --sens-out FILE      write the measured table (JSON); --chart FILE: an SVG chart of it\n"
+            "  --plan-out FILE      write the plan (JSON; hand-editable); directory outputs also get\n"
+            "                       plan.json, sensitivity.json and sensitivity.svg\n"
+            "  --plan FILE          quantize with a plan file's per-tensor types\n"
+            "  --preset P           attn16-mlp4 (attention f16, MLP --type or int4_g128) or q4_k_m\n"
+            "                       (llama.cpp's rule; INT formats: 6-bit tensors -> int8_ch)\n"
+            "W8A8 static int8 (compressed-tensors int-quantized, the form vLLM loads):\n"
+            "  --w8a8               int8 per-channel weights + int8 per-tensor static input scales\n"
+            "  --act-scales FILE    ranges table from lq-calib (else calibrated here on --calib)\n"
+            "  --act-method M       [entropy] entropy, entropy-ort, max, percentile, mse\n"
             "GPTQ (--method gptq; ../shared/docs/REFERENCE.md 6.1):\n"
-            "  --calib FILE         calibration data: .txt[.gz], .jsonl[.gz] (field text), tokens\n"
+            "  --calib FILE         calibration data (GPTQ, --w8a8, --target-*): .txt[.gz], .jsonl[.gz], tokens\n"
             "                       .bin/.u16 (uint16), .u32, .npy, .npz (input_ids)\n"
             "  --calib-samples N    [128] windows       --calib-len L  [512] tokens per window\n"
             "  --seed S             [0] window choice\n"
@@ -135,7 +155,7 @@ static void usage(FILE *f) {
         fprintf(f, "  %-18s %6.3f  %s\n", tr->name, lq_qtype_bits_per_weight((lq_qtype)t, 4096, 4096, LQ_DTYPE_F16),
                 fmts);
     }
-    fprintf(f, "\nexit: 0 ok, 1 failure (nothing is left at OUTPUT), 2 usage.\n");
+    fprintf(f, "\nexit: 0 ok, 1 failure (nothing is left at OUTPUT), 2 usage (an infeasible --target-* too).\n");
 }
 
 static bool parse_type(const char *s, lq_qtype *t) { return lq_qtype_from_name(s, t) == LQ_OK; }
@@ -231,6 +251,188 @@ static const char *find_tokenizer(const lq_checkpoint *ck, const char *in_path, 
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (cli_join(buf, cap, dir, names[i]) && access(buf, R_OK) == 0) return buf;
     return NULL;
+}
+
+/* ---- mixed precision: presets, plans, the measured budget solver ---- */
+
+typedef struct {
+    int64_t   n, cap;
+    char    **name;
+    lq_qtype *type;
+} type_map;
+
+static void tmap_free(type_map *m) {
+    for (int64_t i = 0; i < m->n; i++) free(m->name[i]);
+    free(m->name);
+    free(m->type);
+    memset(m, 0, sizeof *m);
+}
+
+static int tmap_set(type_map *m, const char *name, lq_qtype t) {
+    for (int64_t i = 0; i < m->n; i++)
+        if (!strcmp(m->name[i], name)) {
+            m->type[i] = t;
+            return 0;
+        }
+    if (m->n == m->cap) {
+        const int64_t cap = m->cap ? 2 * m->cap : 64;
+        char        **nn  = realloc(m->name, (size_t)cap * sizeof *nn);
+        if (nn) m->name = nn;
+        lq_qtype *nt = nn ? realloc(m->type, (size_t)cap * sizeof *nt) : NULL;
+        if (nt) m->type = nt;
+        if (!nn || !nt) return -1;
+        m->cap = cap;
+    }
+    m->name[m->n] = strdup(name);
+    if (!m->name[m->n]) return -1;
+    m->type[m->n++] = t;
+    return 0;
+}
+
+static const lq_qtype *tmap_get(const type_map *m, const char *name) {
+    for (int64_t i = 0; i < m->n; i++)
+        if (!strcmp(m->name[i], name)) return &m->type[i];
+    return NULL;
+}
+
+/* an INT type the matrix can hold at the same bits and symmetry: the wanted
+ * group size, else smaller groups, else per channel (presets only; --type
+ * keeps the documented fallback rules) */
+static lq_qtype int_fit(out_format f, lq_qtype want, int64_t rows, int64_t cols) {
+    if (storable(f, want, rows, cols, NULL)) return want;
+    const lq_qtype_traits *w = lq_qtype_traits_of(want);
+    if (w->kind != LQ_QK_INT) return want;
+    lq_qtype best = LQ_QT_NONE;
+    int      bestg = -1;
+    for (int t = 1; t < LQ_QT_COUNT; t++) {
+        const lq_qtype_traits *tr = lq_qtype_traits_of((lq_qtype)t);
+        if (tr->kind != LQ_QK_INT || tr->bits != w->bits || tr->sym != w->sym) continue;
+        const int g = tr->group ? tr->group : 0;
+        if ((w->group && g > w->group) || !storable(f, (lq_qtype)t, rows, cols, NULL)) continue;
+        if (g > bestg) { /* the largest group not above the wanted one; per channel (0) last */
+            bestg = g;
+            best  = (lq_qtype)t;
+        }
+    }
+    return best != LQ_QT_NONE ? best : want;
+}
+
+/* llama.cpp's use_more_bits (REFERENCE.md 6.3) */
+static bool use_more_bits(int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+static int64_t layer_of(const char *name) {
+    if (strncmp(name, "model.layers.", 13) != 0) return -1;
+    return strtoll(name + 13, NULL, 10);
+}
+
+static bool has_suffix(const char *s, const char *sfx) {
+    const size_t n = strlen(s), l = strlen(sfx);
+    return n >= l && !strcmp(s + n - l, sfx);
+}
+
+/* presets as per-tensor types: attn16-mlp4 (attention projections f16, MLP
+ * 4-bit) and q4_k_m (llama.cpp's rule: base 4-bit, attn_v and ffn_down at
+ * more bits in the use_more_bits layers, tied embedding/output at 6 bits;
+ * on INT formats 4-bit -> `base`, 6-bit -> int8_ch, embeddings kept) */
+static int preset_plan(const char *preset, const lq_checkpoint *ck, out_format f, lq_qtype base, int64_t n_layers,
+                       type_map *out) {
+    const bool gguf = f == OUT_GGUF;
+    const bool a16  = !strcmp(preset, "attn16-mlp4");
+    for (int64_t i = 0; i < lq_checkpoint_count(ck); i++) {
+        const lq_tensor_info *t = lq_checkpoint_tensor(ck, i);
+        if (t->alias_of >= 0 || t->n_dims != 2) continue;
+        const int64_t rows = t->shape[0], cols = t->shape[1];
+        lq_qtype      ty   = LQ_QT_NONE;
+        if (is_layer_linear(t->name)) {
+            const bool attn = strstr(t->name, ".self_attn.") != NULL;
+            const int64_t l = layer_of(t->name);
+            if (a16) {
+                ty = attn ? LQ_QT_F16 : int_fit(f, base, rows, cols);
+            } else {
+                const bool more = (has_suffix(t->name, "v_proj.weight") || has_suffix(t->name, "down_proj.weight")) &&
+                                  use_more_bits(l, n_layers);
+                ty = more ? (gguf ? LQ_QT_Q6_K : LQ_QT_INT8_CH) : int_fit(f, base, rows, cols);
+            }
+        } else if (!a16 && gguf && (!strcmp(t->name, "lm_head.weight") || !strcmp(t->name, "model.embed_tokens.weight"))) {
+            ty = LQ_QT_Q6_K;
+        }
+        if (ty != LQ_QT_NONE && tmap_set(out, t->name, ty) != 0) return -1;
+    }
+    return 0;
+}
+
+/* the bytes of each (group, candidate) in format f; UINT64_MAX when f cannot store it */
+static void fill_group_bytes(lq_sens_table *t, const lq_checkpoint *ck, out_format f, lq_dtype scale_dtype) {
+    for (int64_t g = 0; g < t->n_groups; g++) {
+        const lq_mixed_group *gr = &t->groups[g];
+        for (int64_t c = 0; c < t->n_cands; c++) {
+            const lq_qtype ty = t->cands[c];
+            uint64_t       b  = 0;
+            const bool keep = lq_qtype_traits_of(ty)->kind == LQ_QK_KEEP;
+            if (!type_fits_format(ty, f) || (gr->layer < 0 && f != OUT_GGUF && !keep)) b = UINT64_MAX;
+            for (int64_t j = 0; j < gr->n_tensors && b != UINT64_MAX; j++) {
+                const lq_tensor_info *ti = lq_checkpoint_find(ck, gr->tensors[j]);
+                if (!ti || ti->n_dims != 2 || (!keep && !storable(f, ty, ti->shape[0], ti->shape[1], NULL))) {
+                    b = UINT64_MAX;
+                    break;
+                }
+                b += est_bytes(f, ty, ti->shape[0], ti->shape[1], scale_dtype);
+            }
+            t->bytes[g * t->n_cands + c] = b;
+        }
+    }
+}
+
+static int parse_type_list(const char *s, lq_qtype *out, int cap) {
+    int         n = 0;
+    const char *p = s;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        const size_t l = e ? (size_t)(e - p) : strlen(p);
+        char         buf[64];
+        if (l == 0 || l >= sizeof buf || n == cap) return -1;
+        memcpy(buf, p, l);
+        buf[l] = 0;
+        if (!parse_type(buf, &out[n])) return -1;
+        for (int i = 0; i < n; i++)
+            if (out[i] == out[n]) return -1;
+        n++;
+        p += l + (e ? 1 : 0);
+    }
+    return n;
+}
+
+/* the default candidates per format: every practical width the format stores */
+static int default_cands(out_format f, lq_qtype *c) {
+    static const lq_qtype INTS[] = {LQ_QT_F16,      LQ_QT_INT8_CH,  LQ_QT_INT4_G32, LQ_QT_INT4_G128,
+                                    LQ_QT_INT4_CH,  LQ_QT_INT3_G32, LQ_QT_INT3_CH,  LQ_QT_INT2_G32};
+    static const lq_qtype GGML[] = {LQ_QT_F16, LQ_QT_Q8_0, LQ_QT_Q6_K, LQ_QT_Q5_0, LQ_QT_Q4_K, LQ_QT_Q4_0};
+    const lq_qtype       *src  = f == OUT_GGUF ? GGML : INTS;
+    const int             n    = f == OUT_GGUF ? (int)(sizeof GGML / sizeof GGML[0]) : (int)(sizeof INTS / sizeof INTS[0]);
+    memcpy(c, src, (size_t)n * sizeof *c);
+    return n;
+}
+
+/* calibration windows over --calib with the model's tokenizer */
+static lq_status load_calib(const lq_checkpoint *ck, const char *in_path, const char *tokenizer, const char *calib_path,
+                            int64_t samples, int64_t len, int64_t seed, int64_t vocab, lq_calib_set **out) {
+    char          tokbuf[PATH_MAX];
+    const char   *tokp = find_tokenizer(ck, in_path, tokenizer, tokbuf, sizeof tokbuf);
+    lq_tokenizer *tok  = NULL;
+    lq_status     st   = LQ_OK;
+    if (tokp && (st = lq_tokenizer_open(tokp, (int32_t)vocab, &tok)) != LQ_OK) {
+        cli_error_status(tokp, st);
+        return st;
+    }
+    lq_calib_params cp = lq_calib_default_params();
+    cp.n_samples       = samples;
+    cp.seq_len         = len;
+    cp.seed            = (uint64_t)seed;
+    cp.vocab_size      = vocab;
+    st                 = lq_calib_load(calib_path, tok, &cp, out);
+    lq_tokenizer_free(tok);
+    if (st != LQ_OK) cli_error_status(calib_path, st);
+    return st;
 }
 
 typedef struct {
@@ -351,6 +553,13 @@ int main(int argc, char **argv) {
     uint64_t    max_ram       = 0;
     bool        act_order = false, static_groups = false, mse = false, true_seq = false, ct_group = false;
     int64_t     n_threads = 0;
+    /* mixed precision and W8A8 */
+    const char *preset = NULL, *plan_path = NULL, *sens_in = NULL, *sens_out = NULL, *chart_path = NULL;
+    const char *plan_out = NULL, *cands_s = NULL, *act_scales = NULL, *act_method_s = "entropy";
+    double      target_bpw = 0;
+    uint64_t    target_size = 0;
+    int64_t     sens_samples = 16;
+    bool        mixed_embed = false, w8a8 = false;
     rule        rules[MAX_RULES];
     int         n_rules = 0;
     for (int i = 1; i < argc; i++) {
@@ -423,6 +632,41 @@ int main(int argc, char **argv) {
             device = cli_value(argc, argv, &i);
             if (strcmp(device, "auto") && strcmp(device, "cpu") && strcmp(device, "cuda"))
                 cli_usage_error("--device: '%s' is not auto, cpu or cuda", device);
+        } else if (!strcmp(a, "--preset")) {
+            preset = cli_value(argc, argv, &i);
+            if (strcmp(preset, "attn16-mlp4") && strcmp(preset, "q4_k_m"))
+                cli_usage_error("--preset: '%s' is not attn16-mlp4 or q4_k_m", preset);
+        } else if (!strcmp(a, "--plan")) {
+            plan_path = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--target-bpw")) {
+            const char *v = cli_value(argc, argv, &i);
+            if (!cli_parse_f64(v, &target_bpw) || !(target_bpw > 0 && target_bpw <= 32))
+                cli_usage_error("--target-bpw: '%s' is not in (0, 32]", v);
+        } else if (!strcmp(a, "--target-size")) {
+            const char *v = cli_value(argc, argv, &i);
+            if (!cli_parse_size(v, &target_size) || target_size == 0)
+                cli_usage_error("--target-size: '%s' is not a size (bytes, or e.g. 300KB)", v);
+        } else if (!strcmp(a, "--candidates")) {
+            cands_s = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--sensitivity")) {
+            sens_in = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--sens-out")) {
+            sens_out = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--plan-out")) {
+            plan_out = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--chart")) {
+            chart_path = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--sens-samples")) {
+            const char *v = cli_value(argc, argv, &i);
+            if (!cli_parse_i64(v, 1, 1 << 20, &sens_samples)) cli_usage_error("--sens-samples: '%s' is not valid", v);
+        } else if (!strcmp(a, "--mixed-embed")) {
+            mixed_embed = true;
+        } else if (!strcmp(a, "--w8a8")) {
+            w8a8 = true;
+        } else if (!strcmp(a, "--act-scales")) {
+            act_scales = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--act-method")) {
+            act_method_s = cli_value(argc, argv, &i);
         } else if (!strcmp(a, "--clip-search")) {
             clip = true;
         } else if (!strcmp(a, "--act-stats")) {
@@ -451,8 +695,25 @@ int main(int argc, char **argv) {
     const bool gptq = !strcmp(method, "gptq");
     if (!gptq && strcmp(method, "rtn") != 0) cli_usage_error("--method: '%s' is not rtn or gptq", method);
     if (gptq && !calib_path) cli_usage_error("--method gptq needs --calib FILE");
-    if (!gptq && (calib_path || work_dir || imatrix_path || act_order || static_groups || mse || true_seq))
-        cli_usage_error("--calib, --work-dir, --imatrix, --act-order, --static-groups, --mse and --true-sequential "
+    const bool mixed = target_bpw > 0 || target_size > 0;
+    if (mixed && target_bpw > 0 && target_size > 0) cli_usage_error("give --target-bpw or --target-size, not both");
+    if ((mixed ? 1 : 0) + (plan_path ? 1 : 0) + (preset ? 1 : 0) > 1)
+        cli_usage_error("--target-bpw/--target-size, --plan and --preset each choose the types: give one");
+    if (mixed && !calib_path && !sens_in)
+        cli_usage_error("--target-bpw/--target-size measure sensitivity on --calib FILE (or reuse --sensitivity FILE)");
+    if (!mixed && (sens_in || sens_out || chart_path || plan_out || cands_s || mixed_embed))
+        cli_usage_error("--sensitivity, --sens-out, --chart, --plan-out, --candidates and --mixed-embed go with "
+                        "--target-bpw or --target-size");
+    lq_amax_method act_method = LQ_AMAX_ENTROPY;
+    if (lq_amax_method_from_name(act_method_s, &act_method) != LQ_OK)
+        cli_usage_error("--act-method: '%s' is not entropy, entropy-ort, max, percentile or mse", act_method_s);
+    if (w8a8 && !act_scales && !calib_path)
+        cli_usage_error("--w8a8 needs activation ranges: --act-scales FILE (from lq-calib) or --calib FILE");
+    if (!w8a8 && act_scales) cli_usage_error("--act-scales goes with --w8a8");
+    if (!gptq && !mixed && !w8a8 && calib_path)
+        cli_usage_error("--calib goes with --method gptq, --w8a8 or --target-bpw/--target-size");
+    if (!gptq && (work_dir || imatrix_path || act_order || static_groups || mse || true_seq))
+        cli_usage_error("--work-dir, --imatrix, --act-order, --static-groups, --mse and --true-sequential "
                         "go with --method gptq");
     out_format fmt;
     const size_t ol = strlen(out_path);
@@ -479,8 +740,20 @@ int main(int argc, char **argv) {
     if (gptq && fmt == OUT_GGUF)
         cli_usage_error("--method gptq: GGUF has no type for GPTQ's integer codes and group scales; use --format "
                         "gptq, gptq_v2 or compressed-tensors");
-    lq_qtype def_type = fmt == OUT_GGUF ? LQ_QT_Q8_0 : LQ_QT_INT4_G128;
+    if (w8a8 && fmt != OUT_CT)
+        cli_usage_error("--w8a8 writes compressed-tensors int-quantized with static input scales: use --format "
+                        "compressed-tensors (GPTQ and GGUF cannot hold activation scales)");
+    if (w8a8 && (type_s || mixed || plan_path || preset))
+        cli_usage_error("--w8a8 sets every decoder Linear to int8_ch: drop --type, --preset, --plan and --target-*");
+    lq_qtype def_type = fmt == OUT_GGUF ? LQ_QT_Q8_0 : w8a8 ? LQ_QT_INT8_CH : LQ_QT_INT4_G128;
     if (type_s && !parse_type(type_s, &def_type)) cli_usage_error("--type: unknown type '%s' (see --help)", type_s);
+    lq_qtype cands[LQ_QT_COUNT];
+    int      n_cands = default_cands(fmt, cands);
+    if (cands_s && (n_cands = parse_type_list(cands_s, cands, LQ_QT_COUNT)) <= 0)
+        cli_usage_error("--candidates: '%s' is not a comma-separated list of distinct types (see --help)", cands_s);
+    for (int c = 0; c < n_cands; c++)
+        if (!type_fits_format(cands[c], fmt))
+            cli_usage_error("--candidates: %s cannot be stored in %s", lq_qtype_name(cands[c]), format_s);
     if (!type_fits_format(def_type, fmt))
         cli_usage_error("--type %s cannot be stored in %s", lq_qtype_name(def_type), format_s);
     for (int r = 0; r < n_rules; r++)
@@ -514,6 +787,17 @@ int main(int argc, char **argv) {
 
     int            rc = CLI_EXIT_FAIL;
     int64_t        n  = 0;
+    type_map       tmap;
+    memset(&tmap, 0, sizeof tmap);
+    lq_model      *sm   = NULL; /* the source model on the CPU: sensitivity, activation statistics, real KLD */
+    lq_calib_set  *scs  = NULL;
+    lq_sens_table *tab  = NULL;
+    lq_mixed_plan  plan;
+    memset(&plan, 0, sizeof plan);
+    bool           have_plan = false;
+    lq_act_ranges *ranges    = NULL;
+    char          *ranges_text = NULL;
+    size_t         ranges_len  = 0;
     lq_checkpoint *ck = NULL, *stats = NULL;
     job           *jobs = NULL;
     lq_qtensor    *qt = NULL;
@@ -549,6 +833,177 @@ int main(int argc, char **argv) {
         }
     }
 
+
+    /* ---- types chosen by a preset, a plan file or the measured budget solver ---- */
+    if (preset) {
+        const lq_qtype base = type_s ? def_type : fmt == OUT_GGUF ? LQ_QT_Q4_K : LQ_QT_INT4_G128;
+        if (preset_plan(preset, ck, fmt, base, cfg.n_layers, &tmap) != 0) {
+            cli_error("out of memory");
+            goto done;
+        }
+    }
+    if (plan_path) {
+        lq_plan_file *pf = NULL;
+        if ((st = lq_plan_file_read(plan_path, &pf)) != LQ_OK) {
+            cli_error_status(plan_path, st);
+            goto done;
+        }
+        bool bad = false;
+        for (int64_t i = 0; i < pf->n && !bad; i++) {
+            if (!lq_checkpoint_find(ck, pf->tensor[i])) {
+                cli_error("%s: tensor '%s' is not in %s", plan_path, pf->tensor[i], in_path);
+                bad = true;
+            } else if (!type_fits_format(pf->type[i], fmt)) {
+                cli_error("%s: '%s' is planned as %s, which %s cannot store", plan_path, pf->tensor[i],
+                          lq_qtype_name(pf->type[i]), format_s);
+                bad = true;
+            } else if (tmap_set(&tmap, pf->tensor[i], pf->type[i]) != 0) {
+                cli_error("out of memory");
+                bad = true;
+            }
+        }
+        lq_plan_file_free(pf);
+        if (bad) goto done;
+    }
+    if (mixed || w8a8) {
+        lq_model_params mp = lq_model_default_params();
+        mp.backend         = LQ_BACKEND_CPU;
+        mp.n_threads       = (int)n_threads;
+        mp.max_seq         = calib_len;
+        if ((st = lq_model_open(in_path, &mp, &sm)) != LQ_OK) {
+            cli_error_status(in_path, st);
+            goto done;
+        }
+        if (calib_path && load_calib(ck, in_path, tokenizer, calib_path, w8a8 ? calib_samples : sens_samples, calib_len,
+                                     seed, cfg.vocab_size, &scs) != LQ_OK)
+            goto done;
+    }
+    if (mixed) {
+        if (sens_in) {
+            if ((st = lq_sens_table_read_json(sens_in, &tab)) != LQ_OK) {
+                cli_error_status(sens_in, st);
+                goto done;
+            }
+            for (int64_t g = 0; g < tab->n_groups; g++)
+                for (int64_t j = 0; j < tab->groups[g].n_tensors; j++)
+                    if (!lq_checkpoint_find(ck, tab->groups[g].tensors[j])) {
+                        cli_error("%s: tensor '%s' is not in %s (a table measured on another model?)", sens_in,
+                                  tab->groups[g].tensors[j], in_path);
+                        goto done;
+                    }
+            fill_group_bytes(tab, ck, fmt, qp.scale_dtype);
+        } else {
+            if ((st = lq_sens_groups(sm, mixed_embed, cands, n_cands, &tab)) != LQ_OK) {
+                cli_error_status(in_path, st);
+                goto done;
+            }
+            fill_group_bytes(tab, ck, fmt, qp.scale_dtype);
+            lq_sens_params sp = lq_sens_default_params();
+            sp.qp             = qp;
+            sp.n_threads      = (int)n_threads;
+            sp.progress       = cli_progress;
+            const double ts   = now_s();
+            st                = lq_sens_measure(sm, scs, &sp, tab);
+            cli_progress_end();
+            if (st != LQ_OK) {
+                cli_error_status(in_path, st);
+                goto done;
+            }
+            free(tab->model);
+            tab->model = lq_strdup(in_path);
+            DISPLAY(3, "%s: sensitivity of %lld groups x %d candidates measured in %.1f s\n", g_tool,
+                    (long long)tab->n_groups, n_cands, now_s() - ts);
+        }
+        /* the budget: --target-size counts every tensor written; --target-bpw the grouped weights only */
+        uint64_t numel_g = 0, fixed = 0;
+        for (int64_t g = 0; g < tab->n_groups; g++) numel_g += (uint64_t)tab->groups[g].numel;
+        for (int64_t i = 0; i < lq_checkpoint_count(ck); i++) {
+            const lq_tensor_info *t = lq_checkpoint_tensor(ck, i);
+            bool                  in_group = t->alias_of >= 0;
+            for (int64_t g = 0; g < tab->n_groups && !in_group; g++)
+                for (int64_t j = 0; j < tab->groups[g].n_tensors && !in_group; j++)
+                    in_group = !strcmp(tab->groups[g].tensors[j], t->name);
+            if (in_group) continue;
+            const int64_t rows = t->n_dims == 2 ? t->shape[0] : 1, cols = t->n_dims >= 1 ? t->shape[t->n_dims - 1] : 1;
+            lq_qtype      ty   = keep_type(t->dtype, fmt);
+            const lq_qtype *pt = tmap_get(&tmap, t->name);
+            if (pt) ty = *pt;
+            fixed += est_bytes(fmt, ty, rows, cols, qp.scale_dtype);
+        }
+        uint64_t budget;
+        if (target_size) {
+            tab->fixed_bytes = fixed;
+            budget           = target_size;
+        } else {
+            tab->fixed_bytes = 0;
+            budget           = (uint64_t)(target_bpw * (double)numel_g / 8.0);
+        }
+        if ((st = lq_mixed_solve(tab, budget, &plan)) != LQ_OK) {
+            cli_error_status(target_size ? "--target-size" : "--target-bpw", st);
+            rc = CLI_EXIT_USAGE;
+            goto done;
+        }
+        have_plan = true;
+        for (int64_t g = 0; g < tab->n_groups; g++)
+            for (int64_t j = 0; j < tab->groups[g].n_tensors; j++)
+                if (tmap_set(&tmap, tab->groups[g].tensors[j], plan.types[g]) != 0) {
+                    cli_error("out of memory");
+                    goto done;
+                }
+        const uint64_t gbytes = plan.bytes - tab->fixed_bytes;
+        if (!json) printf("plan (%s, %s): %s bytes (%.3f bits/weight over %lld grouped weights), predicted KLD %.6g"
+                   " (sum of measured group KLDs; lower bound %.6g)\n",
+                plan.exact ? "exact" : "Lagrangian + greedy", target_size ? "--target-size" : "--target-bpw",
+                cli_commas(plan.bytes, (char[32]){0}, 32), 8.0 * (double)gbytes / (double)(numel_g ? numel_g : 1),
+                (long long)numel_g, plan.predicted_kld, plan.lower_bound);
+        for (int64_t g = 0; g < tab->n_groups && !json; g++)
+            printf("  %-40s %-12s %10llu B  KLD %.6g\n", tab->groups[g].name, lq_qtype_name(plan.types[g]),
+                    (unsigned long long)tab->bytes[g * tab->n_cands + plan.choice[g]],
+                    tab->kld[g * tab->n_cands + plan.choice[g]]);
+        if (sens_out && (st = lq_sens_table_write_json(tab, sens_out)) != LQ_OK) {
+            cli_error_status(sens_out, st);
+            goto done;
+        }
+        if (plan_out && (st = lq_mixed_plan_write_json(tab, &plan, plan_out, NULL)) != LQ_OK) {
+            cli_error_status(plan_out, st);
+            goto done;
+        }
+        if (chart_path && (st = lq_sens_chart_svg(tab, &plan, in_path, chart_path)) != LQ_OK) {
+            cli_error_status(chart_path, st);
+            goto done;
+        }
+    }
+    if (w8a8) {
+        if (act_scales) {
+            if ((st = lq_act_ranges_read(act_scales, &ranges)) != LQ_OK) {
+                cli_error_status(act_scales, st);
+                goto done;
+            }
+        } else {
+            lq_actstats_params ap = lq_actstats_default_params();
+            ap.signed_hist        = act_method == LQ_AMAX_ENTROPY_ORT;
+            ap.n_threads          = (int)n_threads;
+            ap.progress           = cli_progress;
+            lq_actstats *as       = NULL;
+            st                    = lq_actstats_collect(sm, scs, &ap, &as);
+            cli_progress_end();
+            const lq_amax_params amp = lq_amax_default_params(act_method);
+            char rpath[PATH_MAX];
+            snprintf(rpath, sizeof rpath, "%s.act-ranges.json.tmp", out_path);
+            if (st == LQ_OK)
+                st = lq_act_ranges_write_json(as, &amp, false, scs, calib_path, in_path, rpath);
+            lq_actstats_free(as);
+            if (st == LQ_OK) st = lq_act_ranges_read(rpath, &ranges);
+            if (st == LQ_OK) {
+                ranges_text = cli_read_file(rpath, &ranges_len);
+            }
+            unlink(rpath);
+            if (st != LQ_OK || !ranges_text) {
+                cli_error_status(calib_path, st != LQ_OK ? st : LQ_ERR_IO);
+                goto done;
+            }
+        }
+    }
     /* ---- plan ---- */
     n    = lq_checkpoint_count(ck);
     jobs = calloc((size_t)(n ? n : 1), sizeof *jobs);
@@ -558,7 +1013,7 @@ int main(int argc, char **argv) {
         goto done;
     }
     int64_t  n_fallback = 0, n_quant = 0, n_out = 0;
-    uint64_t bytes_in = 0, bytes_out = 0, params_q = 0, params = 0;
+    uint64_t bytes_in = 0, bytes_out = 0, params_q = 0, params = 0, bytes_lin = 0, numel_lin = 0;
     double   bits_q = 0;
     for (int64_t i = 0; i < n; i++) {
         const lq_tensor_info  *t  = lq_checkpoint_tensor(ck, i);
@@ -582,6 +1037,11 @@ int main(int argc, char **argv) {
         const lq_qtype keep = keep_type(t->dtype, fmt);
         lq_qtype want    = matrix && is_layer_linear(t->name) ? def_type : keep;
         bool     matched = false;
+        const lq_qtype *planned = tmap_get(&tmap, t->name);
+        if (planned) {
+            want    = *planned;
+            matched = true;
+        }
         for (int r = 0; r < n_rules && !matched; r++) {
             if (regexec(&rules[r].re, t->name, 0, NULL, 0) != 0) continue;
             matched = true;
@@ -628,6 +1088,10 @@ int main(int argc, char **argv) {
                       lq_qtype_bits_per_weight(j->type, j->rows, j->cols, fmt == OUT_GGUF ? LQ_DTYPE_F16 : qp.scale_dtype);
         }
         bytes_out += j->bytes_out;
+        if (matrix && is_layer_linear(t->name)) {
+            bytes_lin += j->bytes_out;
+            numel_lin += numel;
+        }
         n_out++;
     }
     if (n_fallback)
@@ -640,6 +1104,7 @@ int main(int argc, char **argv) {
                     jobs[i].why, lq_qtype_name(jobs[i].type));
     const double bpw_q   = params_q ? bits_q / (double)params_q : 0;
     const double bpw_all = params ? 8.0 * (double)bytes_out / (double)params : 0;
+    const double bpw_lin = numel_lin ? 8.0 * (double)bytes_lin / (double)numel_lin : 0;
     if (dry) {
         for (int64_t i = 0; i < n; i++) {
             const job *j = &jobs[i];
@@ -658,6 +1123,9 @@ int main(int argc, char **argv) {
                "%.3f bits/weight quantized, %.3f overall\n",
                (long long)n_out, (long long)n_quant, (long long)n_fallback, cli_commas(bytes_in, a, sizeof a),
                cli_commas(bytes_out, b, sizeof b), bpw_q, bpw_all);
+        if (have_plan || preset || plan_path)
+            printf("linear weights: %s bytes, %.3f bits/weight (%llu weights)\n", cli_commas(bytes_lin, a, sizeof a),
+                   bpw_lin, (unsigned long long)numel_lin);
         rc = CLI_EXIT_OK;
         goto done;
     }
@@ -812,6 +1280,24 @@ int main(int argc, char **argv) {
         q->scales = j->scales;
         q->zeros  = j->zeros;
     }
+    if (w8a8) /* static int8 input scales for every int8 decoder Linear */
+        for (int64_t i = 0; i < k; i++) {
+            lq_qtensor *q = &qt[i];
+            if (q->qtype != LQ_QT_INT8_CH || !is_layer_linear(q->name)) continue;
+            char          mod[512];
+            const size_t  nl = strlen(q->name) - strlen(".weight");
+            snprintf(mod, sizeof mod, "%.*s", (int)nl, q->name);
+            const double a = lq_act_ranges_find(ranges, mod);
+            if (!(a > 0)) {
+                cli_error("%s: no activation range for %s", act_scales ? act_scales : calib_path, mod);
+                goto done;
+            }
+            /* rounded to the stored scale dtype here, so the runner uses exactly what is written */
+            const float sx = (float)(a / 127.0);
+            q->in_scale    = q->scale_dtype == LQ_DTYPE_F16    ? lq_f16_to_f32(lq_f32_to_f16(sx))
+                             : q->scale_dtype == LQ_DTYPE_BF16 ? lq_bf16_to_f32(lq_f32_to_bf16(sx))
+                                                               : sx;
+        }
     cli_progress_end();
     const double t_quant = now_s() - t0;
 
@@ -890,9 +1376,55 @@ int main(int argc, char **argv) {
             }
             lq_free(text);
         }
+        /* the records that explain the types and scales, beside the weights */
+        if (have_plan) {
+            char fp[PATH_MAX];
+            if (!cli_join(fp, sizeof fp, stage, "plan.json") ||
+                (st = lq_mixed_plan_write_json(tab, &plan, fp, NULL)) != LQ_OK ||
+                !cli_join(fp, sizeof fp, stage, "sensitivity.json") || (st = lq_sens_table_write_json(tab, fp)) != LQ_OK ||
+                !cli_join(fp, sizeof fp, stage, "sensitivity.svg") ||
+                (st = lq_sens_chart_svg(tab, &plan, in_path, fp)) != LQ_OK) {
+                cli_error("%s: cannot write the plan records", out_path);
+                goto done;
+            }
+        }
+        if (w8a8) {
+            char   fp[PATH_MAX];
+            size_t tl = ranges_len;
+            char  *tx = ranges_text ? ranges_text : cli_read_file(act_scales, &tl);
+            const int ok = tx && cli_join(fp, sizeof fp, stage, "activation_ranges.json") && cli_write_file(fp, tx, tl) == 0;
+            if (tx != ranges_text) free(tx);
+            if (!ok) {
+                cli_error("%s: cannot write activation_ranges.json", out_path);
+                goto done;
+            }
+        }
         if (cli_stage_commit(stage, out_path, out_exists) != 0) goto done;
     }
     const double t_write = now_s() - t1;
+
+    /* ---- the written model against the source on the same windows ---- */
+    double real_kld = -1;
+    if (sm && scs && (have_plan || w8a8)) {
+        lq_model       *om = NULL;
+        lq_model_params mp = lq_model_default_params();
+        mp.backend         = LQ_BACKEND_CPU;
+        mp.n_threads       = (int)n_threads;
+        mp.max_seq         = calib_len;
+        st                 = lq_model_open(out_path, &mp, &om);
+        if (st == LQ_OK) st = lq_sens_model_kld(sm, om, scs, (int)n_threads, &real_kld);
+        lq_model_free(om);
+        if (st != LQ_OK) {
+            cli_error_status(out_path, st);
+            goto done;
+        }
+        if (have_plan)
+            DISPLAY(2, "%s: predicted KLD %.6g, measured %.6g on the %lld calibration windows\n", g_tool,
+                    plan.predicted_kld, real_kld, (long long)scs->n_samples);
+        else
+            DISPLAY(2, "%s: W8A8 (%s ranges): KLD %.6g on the %lld calibration windows\n", g_tool,
+                    ranges ? ranges->method : "?", real_kld, (long long)scs->n_samples);
+    }
 
     /* ---- report ---- */
     uint64_t    size_out = 0;
@@ -962,6 +1494,45 @@ int main(int argc, char **argv) {
         lq_json_f64(w, bpw_q);
         lq_json_key(w, "bits_per_weight_overall");
         lq_json_f64(w, params ? 8.0 * (double)size_out / (double)params : 0);
+        lq_json_key(w, "bits_per_weight_linear");
+        lq_json_f64(w, bpw_lin);
+        lq_json_key(w, "bytes_linear");
+        lq_json_u64(w, bytes_lin);
+        if (have_plan) {
+            lq_json_key(w, "plan");
+            lq_json_obj_begin(w);
+            lq_json_key(w, "exact");
+            lq_json_bool(w, plan.exact);
+            lq_json_key(w, "bytes");
+            lq_json_u64(w, plan.bytes);
+            lq_json_key(w, "fixed_bytes");
+            lq_json_u64(w, tab->fixed_bytes);
+            lq_json_key(w, "predicted_kld");
+            lq_json_f64(w, plan.predicted_kld);
+            lq_json_key(w, "lower_bound");
+            lq_json_f64(w, plan.lower_bound);
+            lq_json_key(w, "groups");
+            lq_json_obj_begin(w);
+            for (int64_t g = 0; g < tab->n_groups; g++) {
+                lq_json_key(w, tab->groups[g].name);
+                lq_json_str(w, lq_qtype_name(plan.types[g]));
+            }
+            lq_json_obj_end(w);
+            lq_json_obj_end(w);
+        }
+        if (real_kld >= 0) {
+            lq_json_key(w, "calibration_kld");
+            lq_json_f64(w, real_kld);
+        }
+        if (w8a8) {
+            lq_json_key(w, "w8a8");
+            lq_json_obj_begin(w);
+            lq_json_key(w, "ranges");
+            lq_json_str(w, act_scales ? act_scales : "calibrated");
+            lq_json_key(w, "method");
+            lq_json_str(w, ranges ? ranges->method : "?");
+            lq_json_obj_end(w);
+        }
         lq_json_key(w, "quantize_seconds");
         lq_json_f64(w, t_quant);
         lq_json_key(w, "write_seconds");
@@ -992,6 +1563,9 @@ int main(int argc, char **argv) {
                (long long)n_quant, (long long)n_fallback, cli_commas(bytes_in, a, sizeof a),
                cli_commas(size_out, b, sizeof b), size_out ? (double)bytes_in / (double)size_out : 0, bpw_q,
                params ? 8.0 * (double)size_out / (double)params : 0);
+        if (have_plan || preset || plan_path)
+            printf("linear weights: %s bytes, %.3f bits/weight (%llu weights)\n", cli_commas(bytes_lin, a, sizeof a),
+                   bpw_lin, (unsigned long long)numel_lin);
         DISPLAY(3, "%s: quantized %.1f MB in %.2f s (%.2f GB/s), wrote in %.2f s\n", g_tool,
                 (double)src_quant_bytes / 1e6, t_quant, gbs, t_write);
     }
@@ -1008,6 +1582,13 @@ done:
     free(qt);
     lq_gptq_result_free(gi.gr);
     lq_calib_free(gi.cs);
+    tmap_free(&tmap);
+    if (have_plan) lq_mixed_plan_free(&plan);
+    lq_sens_table_free(tab);
+    lq_act_ranges_free(ranges);
+    free(ranges_text);
+    lq_calib_free(scs);
+    lq_model_free(sm);
     for (int r = 0; r < n_rules; r++) regfree(&rules[r].re);
     lq_checkpoint_close(stats);
     lq_checkpoint_close(ck);

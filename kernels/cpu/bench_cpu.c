@@ -152,7 +152,7 @@ static bool check_matmul(lq_dtype dt, int nt, FILE *out) {
     if (ok) {
         fill_weights(w, dt, (size_t)(rows * cols), 7, 1);
         fill_weights(x, LQ_DTYPE_F32, (size_t)(37 * cols), 9, 1);
-        const lq_weight wt = {dt, w, rows, cols, LQ_QT_NONE, NULL, NULL, NULL};
+        const lq_weight wt = {dt, w, rows, cols, LQ_QT_NONE, NULL, NULL, NULL, 0};
         for (size_t k = 0; k < sizeof ns / sizeof ns[0] && ok; k++) {
             ok = lq_matmul_cpu(y, x, ns[k], &wt, NULL, nt) == LQ_OK && lq_matmul_ref(yr, x, ns[k], &wt, NULL) == LQ_OK;
             double worst = 0;
@@ -211,7 +211,7 @@ int lq__bench_cpu_kernels(int n_threads, FILE *out) {
             const int64_t rows = shapes[s].rows, cols = shapes[s].cols;
             const size_t  wbytes = (size_t)(rows * cols) * esz;
             const size_t  copies = POOL_BYTES / wbytes;
-            lq_weight     w      = {dt, pool, rows, cols, LQ_QT_NONE, NULL, NULL, NULL};
+            lq_weight     w      = {dt, pool, rows, cols, LQ_QT_NONE, NULL, NULL, NULL, 0};
             /* prefill */
             double pk = fma_peak_gflops(nt), best = 1e30;
             if (lq_matmul_cpu(y, x, PREFILL_N, &w, NULL, nt) != LQ_OK) rc = 1; /* warm-up */

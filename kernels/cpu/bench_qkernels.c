@@ -74,7 +74,7 @@ static bool check(lq_qtype t, int nt, FILE *out) {
         fill_packed(d, rb * rows, t, 5);
         for (int64_t i = 0; i < nsc; i++) s[i] = rand_unit(1000 + (uint64_t)i) / 16;
         for (int64_t i = 0; i < 37 * cols; i++) x[i] = rand_unit(2000 + (uint64_t)i);
-        const lq_weight w = {LQ_DTYPE_U8, d, rows, cols, t, s, NULL, NULL};
+        const lq_weight w = {LQ_DTYPE_U8, d, rows, cols, t, s, NULL, NULL, 0};
         for (int k = 0; k < 2 && ok; k++) {
             ok = lq_matmul_cpu(y, x, ns[k], &w, NULL, nt) == LQ_OK && lq_matmul_ref(yr, x, ns[k], &w, NULL) == LQ_OK;
             double worst = 0, scale = 0;
@@ -128,7 +128,7 @@ int lq__bench_qmatmul(int n_threads, FILE *out) {
             const int64_t nsc = lq_qtype_n_scales(t, rows, cols);
             const size_t  copies = LQ_MIN(POOL_BYTES / wb, POOL_BYTES / 32 / (size_t)LQ_MAX(nsc, 1));
             const size_t  bytes  = wb + (size_t)nsc * sizeof(float);
-            lq_weight     w      = {LQ_DTYPE_U8, pool, rows, cols, t, spool, NULL, NULL};
+            lq_weight     w      = {LQ_DTYPE_U8, pool, rows, cols, t, spool, NULL, NULL, 0};
             /* decode: each call on another copy */
             double best = 1e30;
             for (int r = -1; r < 4 * N_REPS; r++) {

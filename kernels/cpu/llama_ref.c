@@ -54,6 +54,7 @@ lq_status lq__matmul_perm(float *y, const float *x, int64_t n, const lq_weight *
 }
 
 lq_status lq_matmul_ref(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias) {
+    if (w->in_scale != 0) return lq__w8a8_matmul(y, x, n, w, bias, 1, true);
     if (w->perm) return lq__matmul_perm(y, x, n, w, bias, 1, true);
     if (w->qtype != LQ_QT_NONE) return lq__qmatmul_ref(y, x, n, w, bias);
     LQ_RETURN_IF(!weight_dtype_ok(w->dtype), LQ_ERR_UNSUPPORTED, "matmul: weight dtype %s is not F32/F16/BF16",

@@ -357,6 +357,7 @@ static lq_status gemm(float *y, const float *x, int64_t n, const lq_weight *w, c
 /* quantized (and KEEP-typed) weights: qmatmul_cpu.c */
 
 lq_status lq_matmul_cpu(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias, int n_threads) {
+    if (w->in_scale != 0) return lq__w8a8_matmul(y, x, n, w, bias, n_threads, false);
     if (w->perm) return lq__matmul_perm(y, x, n, w, bias, n_threads, false);
     if (w->qtype != LQ_QT_NONE) return lq__qmatmul_cpu(y, x, n, w, bias, n_threads);
     LQ_RETURN_IF(!dtype_ok(w->dtype), LQ_ERR_UNSUPPORTED, "matmul: weight dtype %s is not F32/F16/BF16",

@@ -836,7 +836,7 @@ static lq_status gemm(const qplan *q, float *y, const float *x, int64_t n, const
             for (int64_t b = 0; b < tr; b++)
                 for (int64_t k0 = 0; k0 < cols; k0 += QKB)
                     decode(q, r0 + b, k0, LQ_MIN((int64_t)QKB, cols - k0), wt + b * cols + k0);
-            const lq_weight pw = {LQ_DTYPE_F32, wt, tr, cols, LQ_QT_NONE, NULL, NULL, NULL};
+            const lq_weight pw = {LQ_DTYPE_F32, wt, tr, cols, LQ_QT_NONE, NULL, NULL, NULL, 0};
             if (lq_matmul_cpu(yt, x, n, &pw, bias ? bias + r0 : NULL, 1) != LQ_OK) {
 #ifdef _OPENMP
 #pragma omp atomic write

@@ -17,5 +17,9 @@ lq_status lq__qembed_cpu(float *out, const lq_weight *table, const int32_t *ids,
 /* w->perm set (llama_ref.c): gather x into perm order, then the plain matmul (_ref or _cpu) */
 lq_status lq__matmul_perm(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias, int n_threads,
                           bool ref);
+/* W8A8 (w->in_scale != 0; w8a8_cpu.c): the weight check and the matmul, `_ref` or `_cpu` */
+lq_status lq__w8a8_check(const lq_weight *w, const char *op);
+lq_status lq__w8a8_matmul(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias, int n_threads,
+                          bool ref);
 
 #endif

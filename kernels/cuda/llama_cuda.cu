@@ -127,7 +127,8 @@ static bool same_weight(const lq_weight *a, const lq_weight *b) {
 
 /* the matmuls of b and a prepare x the same way (the scratch can be reused) */
 static bool same_prep(const lq_weight *a, const lq_weight *b) {
-    return a->qtype == b->qtype && (a->qtype != LQ_QT_NONE || a->dtype == b->dtype) && !a->perm && !b->perm;
+    return a->qtype == b->qtype && (a->qtype != LQ_QT_NONE || a->dtype == b->dtype) && !a->perm && !b->perm &&
+           a->in_scale == b->in_scale;
 }
 
 static lq_status layout_weights(lq_cuda_llama *m, const lq_llama_weights *w, arena *a) {

@@ -68,6 +68,11 @@ size_t lq__cuda_matmul_scratch_bytes(int64_t n, const lq_weight *w);
 lq_status lq__cuda_matmul(cublasHandle_t blas, float *y, const float *x, int64_t n, const lq_weight *w,
                           const float *bias, void *scratch, bool reuse_scratch, bool accumulate);
 
+/* W8A8 (w->in_scale > 0; w8a8_cuda.cu): int8 activations in the scratch, dp4a */
+size_t    lq__cuda_w8a8_scratch_bytes(int64_t n, const lq_weight *w);
+lq_status lq__cuda_w8a8(float *y, const float *x, int64_t n, const lq_weight *w, const float *bias, void *scratch,
+                        bool reuse_scratch, bool accumulate);
+
 /*! lq__cuda_blas_create() : a handle on the default stream, CUBLAS_DEFAULT_MATH */
 lq_status lq__cuda_blas_create(cublasHandle_t *out);
 

@@ -134,6 +134,7 @@ __global__ static void gather_kernel(float *__restrict__ xp, const float *__rest
 }
 
 size_t lq__cuda_matmul_scratch_bytes(int64_t n, const lq_weight *w) {
+    if (w->in_scale > 0) return lq__cuda_w8a8_scratch_bytes(n, w);
     if (w->perm) {
         lq_weight plain = *w;
         plain.perm      = NULL;
@@ -202,6 +203,7 @@ static lq_status matmul_half(cublasHandle_t blas, float *y, const float *x, int6
 
 lq_status lq__cuda_matmul(cublasHandle_t blas, float *y, const float *x, int64_t n, const lq_weight *w,
                           const float *bias, void *scratch, bool reuse_scratch, bool accumulate) {
+    if (w->in_scale != 0) return lq__cuda_w8a8(y, x, n, w, bias, scratch, reuse_scratch, accumulate);
     if (w->perm) {
         float *xp = static_cast<float *>(scratch);
         gather_kernel<<<lq__grid_for(n * w->cols, EW_BLOCK), EW_BLOCK>>>(xp, x, w->perm, n, w->cols);

@@ -182,6 +182,9 @@ typedef struct {
                                    (GPTQ's floor(rank / G); cols is a multiple of G):
                                    w[r][k] = s[r][g_idx[k]] * (u[r][k] - z[r][g_idx[k]]).
                                    NULL or k / G means the plain layout                     */
+    float          in_scale;    /* > 0: the static per-tensor int8 scale of the Linear's input
+                                   (W8A8; compressed-tensors `input_scale`), as the runner uses
+                                   it (already rounded to scale_dtype); 0: weight-only          */
 } lq_qtensor;
 
 #ifdef __cplusplus
