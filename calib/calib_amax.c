@@ -114,8 +114,11 @@ lq_status lq_entropy_search(const int64_t *counts, int64_t n, int L, int64_t sta
     double  *kls  = lq_malloc((size_t)n_cand * sizeof *kls);
     int64_t *ls   = lq_malloc((size_t)L * sizeof *ls);
     int64_t *lz   = lq_malloc((size_t)L * sizeof *lz);
+    double  *lnz  = lq_malloc((size_t)(n + 1) * sizeof *lnz); /* ln of non-empty bin counts per level */
     lq_status st  = LQ_OK;
-    LQ_GOTO_IF(!bins || !S || !Z || !F || !kls || !ls || !lz, LQ_ERR_NOMEM, "entropy: out of memory");
+    LQ_GOTO_IF(!bins || !S || !Z || !F || !kls || !ls || !lz || !lnz, LQ_ERR_NOMEM, "entropy: out of memory");
+    lnz[0] = 0;
+    for (int64_t j = 1; j <= n; j++) lnz[j] = log((double)j);
     memcpy(bins, counts, (size_t)n * sizeof *bins);
     bins[0] = bins[1];
     S[0] = Z[0] = 0;
@@ -129,6 +132,8 @@ lq_status lq_entropy_search(const int64_t *counts, int64_t n, int L, int64_t sta
     LQ_GOTO_IF(total <= 0, LQ_ERR_INVALID_ARG, "entropy: empty histogram");
     const double lnT = log((double)total);
     double       mn  = INFINITY;
+    /* candidates are independent: one writer per kls[ci], so any thread count gives the same values */
+#pragma omp parallel for schedule(static) if (n_cand >= 256)
     for (int64_t ci = 0; ci < n_cand; ci++) {
         const int64_t i    = start + ci * stride;
         const int64_t qtot = S[i], out = total - qtot, last = bins[i - 1];
@@ -137,26 +142,32 @@ lq_status lq_entropy_search(const int64_t *counts, int64_t n, int L, int64_t sta
             kl = INFINITY;
         } else {
             /* sum over j < i-1 of c ln c - c ln T, and the last bin apart */
-            double s = F[i - 1] - (double)S[i - 1] * lnT;
-            /* minus sum_k (sum_{j in k, j < i-1} c_j) ln(level_k / n_k / qtot) */
+            double       s   = F[i - 1] - (double)S[i - 1] * lnT;
+            const double lnQ = log((double)qtot);
+            int64_t      a   = 0; /* level k covers [ceil(k i / L), ceil((k+1) i / L)) */
             for (int k = 0; k < L; k++) {
-                const int64_t a = ((int64_t)k * i + L - 1) / L, b = ((int64_t)(k + 1) * i + L - 1) / L;
-                if (a >= b) continue;
-                const int64_t sum = S[b] - S[a], nz = Z[b] - Z[a];
-                if (sum == 0) continue;
-                const double  lq  = log((double)sum / (double)nz / (double)qtot);
-                const int64_t sub = b == i ? sum - last : sum;
-                s -= (double)sub * lq;
-                if (b == i && last + out > 0) {
-                    const double p = (double)(last + out) / (double)total;
-                    s += (double)(last + out) * (log(p) - lq);
+                const int64_t b = ((int64_t)(k + 1) * i + L - 1) / L;
+                if (a < b) {
+                    const int64_t sum = S[b] - S[a];
+                    if (sum != 0) {
+                        /* ln(level mean / qtot) = ln sum - ln nz - ln qtot */
+                        const double  lq  = log((double)sum) - lnz[Z[b] - Z[a]] - lnQ;
+                        const int64_t sub = b == i ? sum - last : sum;
+                        s -= (double)sub * lq;
+                        if (b == i && last + out > 0) {
+                            const double p = (double)(last + out) / (double)total;
+                            s += (double)(last + out) * (log(p) - lq);
+                        }
+                    }
                 }
+                a = b;
             }
             kl = s / (double)total;
         }
         kls[ci] = kl;
-        if (kl < mn) mn = kl;
     }
+    for (int64_t ci = 0; ci < n_cand; ci++)
+        if (kls[ci] < mn) mn = kls[ci];
     /* re-evaluate the near-minimal candidates literally; the last minimum wins */
     const double tol = 1e-9 * fabs(mn) + 1e-12;
     double       bk  = INFINITY;
@@ -180,6 +191,7 @@ done:
     lq_free(kls);
     lq_free(ls);
     lq_free(lz);
+    lq_free(lnz);
     return st;
 }
 

@@ -278,6 +278,15 @@ lq_status lq_cuda_llama_init(const lq_llama_weights *w, int64_t max_seq, int64_t
 lq_status lq_cuda_llama_forward(lq_cuda_llama *m, const int32_t *tokens, int64_t n, int64_t pos0, float *logits,
                                 bool last_only);
 void lq_cuda_llama_free(lq_cuda_llama *m); /* accepts NULL */
+/*! lq_cuda_llama_set_capture() : a statistics hook called by every
+ *  lq_cuda_llama_forward at the four Linear inputs of each layer (point 0:
+ *  rmsnorm(x) for q/k/v, 1: the attention output for o_proj, 2: rmsnorm for
+ *  gate/up, 3: silu(gate)*up for down_proj) with the DEVICE rows (n, cols),
+ *  complete when called (same stream). fn NULL removes it; an error stops the
+ *  forward pass. */
+typedef lq_status (*lq_cuda_capture_fn)(void *user, int64_t layer, int point, const float *x_dev, int64_t n,
+                                        int64_t cols);
+void lq_cuda_llama_set_capture(lq_cuda_llama *m, lq_cuda_capture_fn fn, void *user);
 
 /* GPTQ on the device. lq_cuda_hessian_accum: device pointers H (cols x cols
  * f64) += alpha * x^T x (x: n x cols f32), as lq_hessian_accum_cpu (f32 GEMM

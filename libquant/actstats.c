@@ -194,22 +194,6 @@ lq_status lq_actstats_amax(const lq_actstats *s, const lq_amax_params *p, double
 
 /* ---- outputs ---- */
 
-static lq_status finish_json(lq_json_writer *w, const char *path) {
-    char  *text = NULL;
-    size_t len  = 0;
-    LQ_RETURN_IF(lq_json_writer_finish(w, &text, &len) != LQ_OK, LQ_ERR_NOMEM, "%s: cannot build the JSON text",
-                 path);
-    lq__afile *f = NULL;
-    lq_status  st = lq__afile_open(path, &f);
-    if (st == LQ_OK) st = lq__afile_write(f, text, len);
-    if (st == LQ_OK) st = lq__afile_write(f, "\n", 1);
-    lq_free(text);
-    if (st != LQ_OK) {
-        lq__afile_abort(f);
-        return st;
-    }
-    return lq__afile_commit(f);
-}
 
 lq_status lq_act_ranges_write_json(const lq_actstats *s, const lq_amax_params *method, bool all_methods,
                                    const lq_calib_set *c, const char *calib_name, const char *model_name,
@@ -300,7 +284,7 @@ lq_status lq_act_ranges_write_json(const lq_actstats *s, const lq_amax_params *m
         }
     lq_json_arr_end(w);
     lq_json_obj_end(w);
-    st = finish_json(w, path);
+    st = lq__json_write_atomic(w, path);
 done:
     lq_free(amax);
     lq_free(bins);
@@ -344,7 +328,7 @@ lq_status lq_act_hist_dump_json(const lq_actstats *s, const char *path) {
         lq_json_free(doc);
     }
     lq_json_arr_end(w);
-    return finish_json(w, path);
+    return lq__json_write_atomic(w, path);
 }
 
 lq_status lq_act_trt_cache_write(const lq_actstats *s, const double *amax, int trt_version, const char *path) {

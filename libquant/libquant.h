@@ -6,11 +6,15 @@
  *   lq_formats.h  safetensors, PyTorch zip, llama2.c, config.json readers/writers
  *   lq_tokenizer.h SentencePiece / tokenizer.json / llama2.c tokenizers
  *   lq_kernels.h  compute kernels: _ref, OpenMP and CUDA (GPTQ solver included)
- *   lq_calib.h    calibration data: text, JSON Lines, token files -> windows
+ *   lq_calib.h    calibration data: text, JSON Lines, token files -> windows; activation
+ *                 histograms and range calibrators (entropy, max, percentile, MSE)
  *   lq_model.h    the Llama-family model runner (CPU and CUDA)
  *   lq_gptq.h     block-by-block GPTQ over a calibration set (resumable)
  *   lq_eval.h     live perplexity and KL divergence against a base model
- *   lq_synth.h    random-weight checkpoints for benchmarks */
+ *   lq_synth.h    random-weight checkpoints for benchmarks
+ *   lq_actstats.h activation histograms of every Linear input, calibrated ranges, TensorRT cache
+ *   lq_mixed.h    sensitivity tables, the exact budget solver, plan files, the SVG chart
+ *   lq_sensitivity.h  per-group sensitivity measured with the runner */
 #ifndef LIBQUANT_H
 #define LIBQUANT_H
 

@@ -38,7 +38,7 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
             b->st = LQ_ERR_NOMEM;
             return;
         }
-        memcpy(nb, b->buf, b->len);
+        if (b->len) memcpy(nb, b->buf, b->len);
         lq_free(b->buf);
         b->buf = nb;
         b->cap = cap;

@@ -55,21 +55,6 @@ void lq_sens_table_free(lq_sens_table *t) {
 
 /* ---- JSON helpers ---- */
 
-static lq_status write_json_file(lq_json_writer *w, const char *path) {
-    char  *text = NULL;
-    size_t len  = 0;
-    LQ_RETURN_IF(lq_json_writer_finish(w, &text, &len) != LQ_OK, LQ_ERR_NOMEM, "%s: cannot build the JSON text", path);
-    lq__afile *f  = NULL;
-    lq_status  st = lq__afile_open(path, &f);
-    if (st == LQ_OK) st = lq__afile_write(f, text, len);
-    if (st == LQ_OK) st = lq__afile_write(f, "\n", 1);
-    lq_free(text);
-    if (st != LQ_OK) {
-        lq__afile_abort(f);
-        return st;
-    }
-    return lq__afile_commit(f);
-}
 
 static lq_status read_json_file(const char *path, lq_json_doc **doc) {
     char         *txt = NULL;
@@ -141,7 +126,7 @@ lq_status lq_sens_table_write_json(const lq_sens_table *t, const char *path) {
     }
     lq_json_arr_end(w);
     lq_json_obj_end(w);
-    return write_json_file(w, path);
+    return lq__json_write_atomic(w, path);
 }
 
 static char *dup_str(const lq_json *v) {
@@ -520,7 +505,7 @@ lq_status lq_mixed_plan_write_json(const lq_sens_table *t, const lq_mixed_plan *
     lq_json_arr_end(w);
     lq_json_obj_end(w);
     lq_json_free(extra);
-    return write_json_file(w, path);
+    return lq__json_write_atomic(w, path);
 }
 
 void lq_plan_file_free(lq_plan_file *p) {

@@ -67,9 +67,16 @@ lq_llama_layer *lq__model_layer_mut(lq_model *m, int64_t layer) {
 }
 lq_llama_weights *lq__model_weights_mut(lq_model *m) { return &m->w; }
 
+/* the device hook forwards to the model-level one with on_device set */
+static lq_status cap_device(void *user, int64_t layer, int point, const float *x, int64_t n, int64_t cols) {
+    lq_model *m = user;
+    return m->cap(m->cap_user, layer, (lq__cap_point)point, x, n, cols, true);
+}
+
 void lq__model_set_capture(lq_model *m, lq__model_capture_fn fn, void *user) {
     m->cap      = fn;
     m->cap_user = user;
+    if (m->cuda) lq_cuda_llama_set_capture(m->cuda, fn ? cap_device : NULL, m);
 }
 
 /* adapts the block's capture callback to the model-level one (adds the layer) */

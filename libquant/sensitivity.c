@@ -159,26 +159,30 @@ done:
     return st;
 }
 
-/* mean KLD of the model's current weights against base log-probs (f64) */
+/* sum over the L positions of one window of KL(base || q), both log-probabilities (L, V), in f64 */
+static double window_kld(const float *lb, const float *lq, int64_t L, int64_t V) {
+    double sum = 0;
+    for (int64_t t = 0; t < L; t++) {
+        double s = 0;
+        for (int64_t v = 0; v < V; v++) {
+            const double b = lb[t * V + v];
+            s += exp(b) * (b - (double)lq[t * V + v]);
+        }
+        sum += s;
+    }
+    return sum;
+}
+
+/* mean KLD of the model's current weights against base log-probs */
 static lq_status measure_kld(lq_model *m, const lq_calib_set *c, const float *base, float *lg, int nt, double *kld) {
     const int64_t V = lq__model_weights(m)->vocab, L = c->seq_len;
     double        sum = 0;
-    int64_t       cnt = 0;
     for (int64_t k = 0; k < c->n_samples; k++) {
         LQ_TRY(lq_model_forward(m, c->tokens + k * L, L, 0, lg, false));
         lq_log_softmax_cpu(lg, lg, L, V, nt);
-        const float *b = base + k * L * V;
-        for (int64_t t = 0; t < L; t++) {
-            double s = 0;
-            for (int64_t v = 0; v < V; v++) {
-                const double lb = b[t * V + v];
-                s += exp(lb) * (lb - (double)lg[t * V + v]);
-            }
-            sum += s;
-            cnt++;
-        }
+        sum += window_kld(base + k * L * V, lg, L, V);
     }
-    *kld = sum / (double)cnt;
+    *kld = sum / (double)(c->n_samples * L);
     return LQ_OK;
 }
 
@@ -260,14 +264,7 @@ lq_status lq_sens_model_kld(lq_model *base, lq_model *q, const lq_calib_set *c, 
         LQ_GOTO_TRY(lq_model_forward(q, c->tokens + k * L, L, 0, lg, false));
         lq_log_softmax_cpu(b, b, L, V, n_threads);
         lq_log_softmax_cpu(lg, lg, L, V, n_threads);
-        for (int64_t t = 0; t < L; t++) {
-            double s = 0;
-            for (int64_t v = 0; v < V; v++) {
-                const double lb = b[t * V + v];
-                s += exp(lb) * (lb - (double)lg[t * V + v]);
-            }
-            sum += s;
-        }
+        sum += window_kld(b, lg, L, V);
     }
     *kld = sum / (double)(c->n_samples * L);
 done:

@@ -44,6 +44,15 @@ for q in rtn-int4 gptq-int4; do
     build/lq-eval "$OUT/stories260K-$q" --base "$OUT/stories260K-hf" --text "$OUT/heldout.txt" --ctx 512 \
         --max-kld 0.25 --min-top1 70 --json "$OUT/eval-$q.json"
 done
+# the measured mixed-precision plan at llama.cpp Q4_K_M's size (304,096 bytes) and W8A8 with entropy calibration
+build/lq-quant --format ct --calib "$OUT/calib.txt" --mixed-embed --target-size 304096 \
+    "$OUT/stories260K-hf" "$OUT/stories260K-mixed"
+build/lq-quant --format ct --w8a8 --act-method entropy --calib "$OUT/calib.txt" --calib-samples 32 \
+    "$OUT/stories260K-hf" "$OUT/stories260K-w8a8"
+build/lq-eval "$OUT/stories260K-mixed" --base "$OUT/stories260K-hf" --text "$OUT/heldout.txt" --ctx 512 \
+    --max-kld 0.0123 --json "$OUT/eval-mixed.json"
+build/lq-eval "$OUT/stories260K-w8a8" --base "$OUT/stories260K-hf" --text "$OUT/heldout.txt" --ctx 512 \
+    --min-top1 94 --json "$OUT/eval-w8a8.json"
 set +x
 python3 - "$OUT/eval-rtn-int4.json" "$OUT/eval-gptq-int4.json" <<'PY'
 import json, sys

@@ -1761,6 +1761,95 @@ static void test_cuda_gptq_refusals(void) {
     free(w), free(H);
 }
 
+/* W8A8 on the device: the same int32 sums and epilogue order as lq_matmul_cpu: bit-identical */
+static void test_cuda_w8a8(void) {
+    uint64_t      seed = 77;
+    const int64_t R = 96, C = 173, N = 37; /* C not a multiple of 4: padded words */
+    float        *w = malloc((size_t)(R * C) * sizeof *w), *x = malloc((size_t)(N * C) * sizeof *x);
+    float        *sc = malloc((size_t)R * sizeof *sc), *b = malloc((size_t)R * sizeof *b);
+    const uint64_t rb = lq_qtype_row_bytes(LQ_QT_INT8_CH, C);
+    uint8_t      *d  = malloc((size_t)(rb * (uint64_t)R));
+    fill(w, R * C, 0.05f, &seed);
+    fill(x, N * C, 2.0f, &seed);
+    fill(b, R, 1.0f, &seed);
+    const lq_quant_params qp = lq_quant_default_params();
+    CU_ASSERT_FATAL(lq_quantize_ref(LQ_QT_INT8_CH, w, R, C, &qp, d, sc, NULL) == LQ_OK);
+    const lq_weight hw = {LQ_DTYPE_U8, d, R, C, LQ_QT_INT8_CH, sc, NULL, NULL, 2.0f / 127};
+    float          *want = malloc((size_t)(N * R) * sizeof *want), *got = malloc((size_t)(N * R) * sizeof *got);
+    CU_ASSERT_FATAL(lq_matmul_cpu(want, x, N, &hw, b, 2) == LQ_OK);
+    lq_weight dw = hw;
+    dw.data      = dev_put(d, (size_t)(rb * (uint64_t)R));
+    dw.scales    = dev_put(sc, (size_t)R * sizeof *sc);
+    float *dx = dev_put(x, (size_t)(N * C) * sizeof *x), *db = dev_put(b, (size_t)R * sizeof *b), *dy = NULL;
+    CU_ASSERT_EQUAL_FATAL(lq_cuda_malloc((void **)&dy, (size_t)(N * R) * sizeof *dy), LQ_OK);
+    CU_ASSERT_EQUAL(lq_cuda_matmul(dy, dx, N, &dw, db), LQ_OK);
+    dev_get(got, dy, (size_t)(N * R) * sizeof *got);
+    CU_ASSERT(memcmp(got, want, (size_t)(N * R) * sizeof *got) == 0);
+    dev_free(dw.data);
+    dev_free(dw.scales);
+    dev_free(dx);
+    dev_free(db);
+    dev_free(dy);
+    free(w), free(x), free(sc), free(b), free(d), free(want), free(got);
+}
+
+/* activation statistics on the device: min/max exact, histogram counts equal to lq_histc_ref */
+static void test_cuda_hist(void) {
+    uint64_t      seed = 78;
+    const int64_t n    = 300001;
+    float        *x    = malloc((size_t)n * sizeof *x);
+    fill(x, n, 3.0f, &seed);
+    x[5]          = 3.0f;
+    float *dx     = dev_put(x, (size_t)n * sizeof *x);
+    float  mn = 0, mx = 0, hmn = x[0], hmx = x[0];
+    for (int64_t i = 0; i < n; i++) hmn = x[i] < hmn ? x[i] : hmn, hmx = x[i] > hmx ? x[i] : hmx;
+    CU_ASSERT_EQUAL(lq_cuda_minmax(dx, n, &mn, &mx), LQ_OK);
+    CU_ASSERT(mn == hmn && mx == hmx);
+    for (int absval = 0; absval < 2; absval++) {
+        const lq_hist_range r = {absval ? 0 : -3.0, 3.0, 2048};
+        int64_t *want = calloc(2048, sizeof *want), *got = calloc(2048, sizeof *got);
+        lq_histc_ref(x, n, absval, &r, want);
+        CU_ASSERT_EQUAL(lq_cuda_histc(dx, n, absval, r.lo, r.hi, r.n_bins, got), LQ_OK);
+        CU_ASSERT(memcmp(got, want, 2048 * sizeof *got) == 0);
+        free(want), free(got);
+    }
+    dev_free(dx);
+    free(x);
+}
+
+/* the device capture hook: statistics of the CUDA runner against the CPU runner's on stories260K (the
+ * activations differ by rounding only: equal counts, absmax within 1e-3 relative, histograms within 0.5% L1) */
+static void test_cuda_actstats(void) {
+    int32_t ids[2048];
+    for (int i = 0; i < 2048; i++) ids[i] = 3 + (i * 37) % 500;
+    lq_calib_params cp = lq_calib_default_params();
+    cp.n_samples = 4, cp.seq_len = 128;
+    lq_calib_set *c = NULL;
+    CU_ASSERT_FATAL(lq_calib_from_tokens(ids, 2048, 1, &cp, &c) == LQ_OK);
+    lq_actstats *st[2] = {NULL, NULL};
+    for (int dev = 0; dev < 2; dev++) {
+        lq_model_params mp = lq_model_default_params();
+        mp.backend         = dev ? LQ_BACKEND_CUDA : LQ_BACKEND_CPU;
+        mp.max_seq         = 128;
+        lq_model *m        = NULL;
+        CU_ASSERT_FATAL(lq_model_open(lq_test_shared("stories260K-hf"), &mp, &m) == LQ_OK);
+        CU_ASSERT_FATAL(lq_actstats_collect(m, c, NULL, &st[dev]) == LQ_OK);
+        lq_model_free(m);
+    }
+    for (int64_t i = 0; i < lq_actstats_count(st[0]); i++) {
+        const lq_hist *a = lq_actstats_hist(st[0], i), *b = lq_actstats_hist(st[1], i);
+        CU_ASSERT_EQUAL(lq_hist_count(a), lq_hist_count(b));
+        CU_ASSERT(fabs(lq_hist_absmax(a) - lq_hist_absmax(b)) <= 1e-3 * lq_hist_absmax(a));
+        int64_t l1 = 0;
+        const int64_t nb = lq_hist_n_bins(a) < lq_hist_n_bins(b) ? lq_hist_n_bins(a) : lq_hist_n_bins(b);
+        for (int64_t j = 0; j < nb; j++) l1 += llabs(lq_hist_counts(a)[j] - lq_hist_counts(b)[j]);
+        CU_ASSERT(l1 <= lq_hist_count(a) / 200 + 4);
+    }
+    lq_actstats_free(st[0]);
+    lq_actstats_free(st[1]);
+    lq_calib_free(c);
+}
+
 CU_pSuite lq_test_cuda_suite(void) {
     CU_pSuite s = lq_test_add_suite("cuda");
     LQ_ADD_TEST(s, test_cuda_device);
@@ -1768,6 +1857,9 @@ CU_pSuite lq_test_cuda_suite(void) {
     LQ_ADD_TEST(s, test_cuda_convert_random);
     LQ_ADD_TEST(s, test_cuda_convert_refusals);
     LQ_ADD_TEST(s, test_cuda_matmul);
+    LQ_ADD_TEST(s, test_cuda_w8a8);
+    LQ_ADD_TEST(s, test_cuda_hist);
+    LQ_ADD_TEST(s, test_cuda_actstats);
     LQ_ADD_TEST(s, test_cuda_embed);
     LQ_ADD_TEST(s, test_cuda_rmsnorm);
     LQ_ADD_TEST(s, test_cuda_rope);

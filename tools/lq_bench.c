@@ -291,7 +291,8 @@ static void usage(FILE *f) {
             "Benchmarks; each figure is printed with the ceiling it is compared with,\n"
             "measured in the same run. BENCH: kernels, qkernels (quantized matmuls),\n"
             "quant (quantization throughput), cuda, model, convert, gptq (GPTQ time over\n"
-            "one forward pass on the calibration set) (default: all).\n"
+            "one forward pass on the calibration set), calib (entropy search, statistics\n"
+            "pass, W8A8 matmul) (default: all).\n"
             "\n"
             "options:\n"
             "  --dir DIR        [build/bench] where generated inputs and outputs go\n"
@@ -312,6 +313,24 @@ static lq_qtype bench_int4(const char *name, void *user) {
 /* GPTQ (lq_gptq_run, int4_g128) on the 1B-like synthetic shape: wall time as a ratio to one forward pass over the
  * same calibration windows (lq_model_forward, fresh KV cache per window). CPU: 2 of its 22 layers and 16 windows
  * (the ratio does not depend on the depth); CUDA: the whole model and 128 windows of 512 tokens. */
+/* S windows of L random in-vocabulary tokens (seeded) */
+static lq_calib_set *synth_calib(int64_t S, int64_t L, int64_t vocab, uint64_t seed) {
+    const int64_t N   = S * L + 1;
+    int32_t      *ids = malloc((size_t)N * sizeof *ids);
+    if (!ids) return NULL;
+    for (int64_t i = 0; i < N; i++) {
+        seed   = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        ids[i] = (int32_t)((seed >> 33) % (uint64_t)vocab);
+    }
+    lq_calib_params cp = lq_calib_default_params();
+    cp.n_samples       = S;
+    cp.seq_len         = L;
+    lq_calib_set *cs   = NULL;
+    const lq_status st = lq_calib_from_tokens(ids, N, 1, &cp, &cs);
+    free(ids);
+    return st == LQ_OK ? cs : NULL;
+}
+
 static int bench_gptq(const char *dir) {
     const bool      cuda = lq_cuda_device_count() > 0;
     char            path[1024];
@@ -322,20 +341,9 @@ static int bench_gptq(const char *dir) {
     fprintf(stderr, "bench: writing %s (synthetic)\n", path);
     uint64_t n_params = 0;
     if (lq_synth_write(path, &sp, &n_params) != LQ_OK) return 1;
-    const int64_t S = cuda ? 128 : 16, L = 512, N = S * L + 1;
-    int32_t      *ids = malloc((size_t)N * sizeof *ids);
-    if (!ids) return 1;
-    uint64_t x = 5;
-    for (int64_t i = 0; i < N; i++) {
-        x      = x * 6364136223846793005ULL + 1442695040888963407ULL;
-        ids[i] = (int32_t)((x >> 33) % (uint64_t)sp.vocab);
-    }
-    lq_calib_params cp = lq_calib_default_params();
-    cp.n_samples       = S;
-    cp.seq_len         = L;
-    lq_calib_set *cs   = NULL;
-    if (lq_calib_from_tokens(ids, N, 1, &cp, &cs) != LQ_OK) return 1;
-    free(ids);
+    const int64_t S = cuda ? 128 : 16, L = 512;
+    lq_calib_set *cs = synth_calib(S, L, sp.vocab, 5);
+    if (!cs) return 1;
     lq_model_params mp = lq_model_default_params();
     mp.backend         = cuda ? LQ_BACKEND_CUDA : LQ_BACKEND_CPU;
     mp.n_threads       = n_threads();
@@ -381,13 +389,118 @@ static int bench_gptq(const char *dir) {
     return 0;
 }
 
+/* calibration: NVIDIA's entropy threshold search on 2048-bin histograms of
+ * Gaussian-like activations (goal <= 1 ms per tensor, the literal search for
+ * scale); the statistics pass against one plain forward pass over the same
+ * windows (goal <= 1.2); the W8A8 int8 matmul against the f32 one on the
+ * same shape (a peer run side by side). */
+static int bench_calib(const char *dir) {
+    printf("== calib (entropy search, calibration pass, W8A8 matmul) ==\n");
+    enum { NB = 2048, NH = 8 };
+    int64_t *c = malloc((size_t)NB * NH * sizeof *c);
+    if (!c) return 1;
+    uint64_t x = 7;
+    for (int h = 0; h < NH; h++)
+        for (int64_t j = 0; j < NB; j++) {
+            x                 = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            const double t    = (double)j / NB * (4.0 + h);
+            c[h * NB + j]     = (int64_t)(1e6 * exp(-t * t / 2) + (double)((x >> 33) % 3));
+        }
+    double tf[NH], tr[NH];
+    for (int h = 0; h < NH; h++) {
+        int64_t b1 = 0, b2 = 0;
+        double  k1 = 0, k2 = 0;
+        double  t0 = now_s();
+        if (lq_entropy_search(c + h * NB, NB, 128, 128, 1, &b1, &k1) != LQ_OK) return 1;
+        tf[h] = now_s() - t0;
+        t0    = now_s();
+        if (h < 2 && lq_entropy_search_ref(c + h * NB, NB, 128, 128, 1, &b2, &k2) != LQ_OK) return 1;
+        tr[h] = now_s() - t0;
+        if (h < 2 && b1 != b2) printf("MISMATCH: fast %lld, literal %lld\n", (long long)b1, (long long)b2);
+    }
+    const double mf = median(tf, NH), mr = median(tr, 2);
+    printf("entropy search 2048 bins : %8.3f ms per tensor  ratio %.2f of the 1 ms goal (literal O(B^2): %.1f ms, "
+           "%.0fx)\n", 1e3 * mf, mf / 1e-3, 1e3 * mr, mr / mf);
+    free(c);
+    /* the statistics pass over a synthetic 2-layer 1B-like model */
+    char            path[1024];
+    lq_synth_params sp = lq_synth_default_params();
+    sp.n_layers        = 2;
+    snprintf(path, sizeof path, "%s/synthetic-calib-2L-f16", dir);
+    mkdir(dir, 0755);
+    if (lq_synth_write(path, &sp, NULL) != LQ_OK) return 1;
+    const int64_t S = 8, L = 512;
+    lq_calib_set *cs = synth_calib(S, L, sp.vocab, x);
+    if (!cs) return 1;
+    lq_model_params mp = lq_model_default_params();
+    mp.backend         = LQ_BACKEND_AUTO;
+    mp.n_threads       = n_threads();
+    mp.max_seq         = L;
+    lq_model *m        = NULL;
+    if (lq_model_open(path, &mp, &m) != LQ_OK) return 1;
+    float *lg = malloc((size_t)sp.vocab * sizeof *lg);
+    if (!lg) return 1;
+    double t0 = now_s();
+    for (int64_t i = 0; i < S; i++)
+        if (lq_model_forward(m, cs->tokens + i * L, L, 0, lg, true) != LQ_OK) return 1;
+    const double t_fwd = now_s() - t0;
+    lq_actstats *as    = NULL;
+    lq_actstats_params ap = lq_actstats_default_params();
+    ap.n_threads          = n_threads();
+    if (lq_actstats_collect(m, cs, &ap, &as) != LQ_OK) return 1;
+    printf("calibration pass         : %8.2f s vs one forward pass %.2f s  ratio %.2f (goal <= 1.2; %s, %lld tokens, "
+           "2 layers of a 1B-like shape)\n",
+           lq_actstats_seconds(as), t_fwd, lq_actstats_seconds(as) / t_fwd,
+           lq_model_backend(m) == LQ_BACKEND_CUDA ? "cuda" : "cpu", (long long)(S * L));
+    lq_actstats_free(as);
+    lq_model_free(m);
+    lq_calib_free(cs);
+    free(lg);
+    char p[1200];
+    snprintf(p, sizeof p, "%s/model.safetensors", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/config.json", path);
+    unlink(p);
+    rmdir(path);
+    /* W8A8 vs f32 matmul, 512 tokens x (4096 -> 4096) */
+    const int64_t T = 512, K = 4096, R = 4096;
+    float        *xf = malloc((size_t)(T * K) * sizeof *xf), *wf = malloc((size_t)(R * K) * sizeof *wf);
+    float        *y  = malloc((size_t)(T * R) * sizeof *y), *sc = malloc((size_t)R * sizeof *sc);
+    uint8_t      *wq = malloc((size_t)(R * K));
+    if (!xf || !wf || !y || !sc || !wq) return 1;
+    for (int64_t i = 0; i < T * K; i++) xf[i] = (float)((int64_t)(i * 2654435761u % 2001) - 1000) * 1e-3f;
+    for (int64_t i = 0; i < R * K; i++) wf[i] = (float)((int64_t)(i * 40503u % 2001) - 1000) * 1e-5f;
+    const lq_quant_params qp = lq_quant_default_params();
+    if (lq_quantize_cpu(LQ_QT_INT8_CH, LQ_DTYPE_F32, wf, R, K, &qp, wq, sc, NULL, n_threads()) != LQ_OK) return 1;
+    const lq_weight w32 = {LQ_DTYPE_F32, wf, R, K, LQ_QT_NONE, NULL, NULL, NULL, 0};
+    const lq_weight w8  = {LQ_DTYPE_U8, wq, R, K, LQ_QT_INT8_CH, sc, NULL, NULL, 1.0f / 127};
+    double          t32[3], t8[3];
+    for (int r = 0; r < 3; r++) {
+        t0 = now_s();
+        if (lq_matmul_cpu(y, xf, T, &w32, NULL, n_threads()) != LQ_OK) return 1;
+        t32[r] = now_s() - t0;
+        t0     = now_s();
+        if (lq_matmul_cpu(y, xf, T, &w8, NULL, n_threads()) != LQ_OK) return 1;
+        t8[r] = now_s() - t0;
+    }
+    const double g32 = 2.0 * (double)(T * K * R) / median(t32, 3) / 1e9, g8 = 2.0 * (double)(T * K * R) / median(t8, 3) / 1e9;
+    printf("W8A8 matmul 512x4096x4096: %7.1f GOP/s vs f32 GEMM %.1f GFLOP/s  ratio %.2f (int8 x int8 -> int32, "
+           "lq_matmul_cpu)\n", g8, g32, g8 / g32);
+    free(xf);
+    free(wf);
+    free(y);
+    free(sc);
+    free(wq);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     cli_init("lq-bench");
     const char *dir = "build/bench";
     double      size_gb = 2.0;
     int64_t     reps = 3, threads = 0;
     bool        keep = false, want_convert = false, want_kernels = false, want_model = false, any = false;
-    bool        want_quant = false, want_qkernels = false, want_cuda = false, want_gptq = false;
+    bool        want_quant = false, want_qkernels = false, want_cuda = false, want_gptq = false, want_calib = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -418,6 +531,8 @@ int main(int argc, char **argv) {
             want_cuda = any = true;
         } else if (!strcmp(a, "gptq")) {
             want_gptq = any = true;
+        } else if (!strcmp(a, "calib")) {
+            want_calib = any = true;
         } else {
             cli_usage_error("unknown option or benchmark '%s'", a);
         }
@@ -450,6 +565,7 @@ int main(int argc, char **argv) {
     if (!any || want_model) rc |= bench_model(dir, (int)reps);
     if (!any || want_convert) rc |= bench_convert(dir, size_gb, (int)reps);
     if (!any || want_gptq) rc |= bench_gptq(dir);
+    if (!any || want_calib) rc |= bench_calib(dir);
     if (!keep) {
         char p[1200];
         snprintf(p, sizeof p, "%s/bench_f32.safetensors", dir);

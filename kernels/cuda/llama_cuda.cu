@@ -43,7 +43,14 @@ struct lq_cuda_llama {
     float           *logits;   /* (max_batch, vocab)                                 */
     void            *scratch;  /* activations rounded for F16/BF16 matmuls           */
     int32_t         *tokens;   /* (max_batch)                                        */
+    lq_cuda_capture_fn cap;    /* statistics hook (lq_cuda_llama_set_capture) or NULL */
+    void              *cap_user;
 };
+
+extern "C" void lq_cuda_llama_set_capture(lq_cuda_llama *m, lq_cuda_capture_fn fn, void *user) {
+    m->cap      = fn;
+    m->cap_user = user;
+}
 
 /* ---- device memory layout: the same code sizes (base == NULL) and places ---- */
 
@@ -357,17 +364,24 @@ extern "C" lq_status lq_cuda_llama_forward(lq_cuda_llama *m, const int32_t *toke
         const lq_llama_layer *y  = &m->layers[l];
         float *const          kc = m->k_cache + l * S * KVD, *const vc = m->v_cache + l * S * KVD;
         float *const          kn = kc + pos0 * KVD, *const vn = vc + pos0 * KVD; /* this chunk's cache rows */
+#define CAPTURE(point, xx, cols)                                                   \
+    if (m->cap) LQ_TRY(m->cap(m->cap_user, l, (point), (xx), n, (cols)))
         LQ_TRY(lq__cuda_rmsnorm(m->xb, m->x, &y->attn_norm, n, D, eps));
+        CAPTURE(0, m->xb, D);
         LQ_TRY(matmul(m, m->q, m->xb, n, &y->wq, y->bq, false));
         LQ_TRY(matmul(m, kn, m->xb, n, &y->wk, y->bk, same_prep(&y->wk, &y->wq)));
         LQ_TRY(matmul(m, vn, m->xb, n, &y->wv, y->bv, same_prep(&y->wv, &y->wk)));
         LQ_TRY(lq__cuda_rope(m->q, H, kn, KVH, NULL, pos0, n, hd, w->inv_freq, w->rope_neox));
         LQ_TRY(lq__cuda_attention(m->att, m->q, kc, vc, n, pos0, H, KVH, hd, KVD));
+        CAPTURE(1, m->att, H * hd);
         LQ_TRY(matmul_add(m, m->x, m->att, n, &y->wo, y->bo));
         LQ_TRY(lq__cuda_rmsnorm(m->xb, m->x, &y->ffn_norm, n, D, eps));
+        CAPTURE(2, m->xb, D);
         LQ_TRY(matmul(m, m->hg, m->xb, n, &y->w_gate, NULL, false));
         LQ_TRY(matmul(m, m->hu, m->xb, n, &y->w_up, NULL, same_prep(&y->w_up, &y->w_gate)));
         LQ_TRY(lq__cuda_swiglu(m->hg, m->hg, m->hu, n * F));
+        CAPTURE(3, m->hg, F);
+#undef CAPTURE
         LQ_TRY(matmul_add(m, m->x, m->hg, n, &y->w_down, NULL));
     }
     const int64_t first = last_only ? n - 1 : 0, rows = n - first;

@@ -1314,3 +1314,19 @@ lq_status lq_json_writer_finish(lq_json_writer *w, char **out, size_t *out_len)
     lq_json_writer_free(w);
     return st;
 }
+
+lq_status lq__json_write_atomic(lq_json_writer *w, const char *path) {
+    char  *text = NULL;
+    size_t len  = 0;
+    LQ_RETURN_IF(lq_json_writer_finish(w, &text, &len) != LQ_OK, LQ_ERR_NOMEM, "%s: cannot build the JSON text", path);
+    lq__afile *f  = NULL;
+    lq_status  st = lq__afile_open(path, &f);
+    if (st == LQ_OK) st = lq__afile_write(f, text, len);
+    if (st == LQ_OK) st = lq__afile_write(f, "\n", 1);
+    lq_free(text);
+    if (st != LQ_OK) {
+        lq__afile_abort(f);
+        return st;
+    }
+    return lq__afile_commit(f);
+}

@@ -98,6 +98,9 @@ void      lq__afile_abort(lq__afile *f);  /* frees f; accepts NULL */
 lq_status lq__write_file_atomic(const char *path, const void *buf, size_t n);
 /* read a whole (small) file into a NUL-terminated lq_malloc'ed buffer, limit in bytes */
 lq_status lq__read_file(const char *path, size_t limit, char **out, size_t *out_len);
+/* finish a JSON writer (freeing it) and write its text plus a newline to `path` atomically */
+struct lq_json_writer;
+lq_status lq__json_write_atomic(struct lq_json_writer *w, const char *path);
 
 /* path helpers; results freed with lq_free */
 char *lq__path_join(const char *dir, const char *name);

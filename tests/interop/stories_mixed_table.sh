@@ -51,12 +51,16 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 # the sensitivity tables (decoder groups; and with the embedding for --target-size)
 "$Q" --format ct $C --target-bpw 8 --sens-out "$T/sens.json" --dry-run "$HF" "$T/x" >/dev/null
 "$Q" --format ct $C --mixed-embed --target-bpw 8 --sens-out "$T/sens_e.json" --dry-run "$HF" "$T/x" >/dev/null
+# GPTQ with --mse: sensitivity measured with the range-searching RTN (what lq-quant does for --method gptq --mse)
+"$Q" --format ct $C $G --target-bpw 8 --sens-out "$T/sens_g.json" --dry-run "$HF" "$T/x" >/dev/null
+"$Q" --format ct $C $G --mixed-embed --target-bpw 8 --sens-out "$T/sens_ge.json" --dry-run "$HF" "$T/x" >/dev/null
 S="--sensitivity $T/sens.json $C"
+SG="--sensitivity $T/sens_g.json $C"
 quant uniform-int4_g32 --type int4_g32 --tensor-type down_proj=int4_ch
 B=$(bpw_of uniform-int4_g32)
 quant "plan@uniform-int4" $S --target-bpw "$B"
 quant uniform-int4_g32-gptq --type int4_g32 --tensor-type down_proj=int4_ch $G --calib "$T/calib.txt"
-quant "plan@uniform-int4-gptq" $S --target-bpw "$B" $G
+quant "plan@uniform-int4-gptq" $SG --target-bpw "$B" $G
 quant preset-attn16-mlp4 --preset attn16-mlp4 --type int4_g32
 B=$(bpw_of preset-attn16-mlp4)
 quant "plan@attn16-mlp4" $S --target-bpw "$B"
@@ -65,11 +69,11 @@ B=$(bpw_of preset-q4_k_m)
 quant "plan@q4_k_m" $S --target-bpw "$B"
 for B in 4.5 5; do
     quant "plan@$B" $S --target-bpw "$B"
-    quant "plan@$B-gptq" $S --target-bpw "$B" $G
+    quant "plan@$B-gptq" $SG --target-bpw "$B" $G
 done
 SE="--sensitivity $T/sens_e.json $C --mixed-embed"
 quant "plan@304096B" $SE --target-size 304096
-quant "plan@304096B-gptq" $SE --target-size 304096 $G
+quant "plan@304096B-gptq" --sensitivity $T/sens_ge.json $C --mixed-embed --target-size 304096 $G
 
 # W8A8: the calibrators
 echo
