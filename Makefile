@@ -148,6 +148,7 @@ test-run: tests-bin
 	$(Q)LQ_SHARED_DATA=$(SHARED) BUILD=$(BUILD) ./tests/cli/run_cli_tests.sh
 	$(Q)LQ_SHARED_DATA=$(SHARED) BUILD=$(BUILD) ./tests/cli/run_gptq_tests.sh
 	$(Q)LQ_SHARED_DATA=$(SHARED) BUILD=$(BUILD) ./tests/cli/run_mixed_tests.sh
+	$(Q)LQ_SHARED_DATA=$(SHARED) BUILD=$(BUILD) ./tests/cli/run_prune_tests.sh
 	$(Q)LQ_SHARED_DATA=$(SHARED) BUILD=$(BUILD) ./tests/interop/run_gguf_check.sh
 
 ## check: the pre-push gate: tests again in build-san/ under ASan+UBSan with -Werror (CUDA=0), then the fuzz corpus replay

@@ -424,3 +424,107 @@ done:
     lq_free(txt);
     return st;
 }
+
+/* ---- per-column sums of squares (Wanda, imatrix-like) ---- */
+
+struct lq_colnorms {
+    int64_t  n_points;
+    int64_t *cols;
+    double **sumsq;   /* per point: cols sums of x^2 over every token */
+    char  ***modules; /* per point: NULL-terminated module names     */
+    float   *host;    /* device capture staging                      */
+    int64_t  host_cap;
+    int64_t  tokens;
+};
+
+void lq_colnorms_free(lq_colnorms *s) {
+    if (!s) return;
+    for (int64_t i = 0; i < s->n_points; i++) {
+        if (s->sumsq) lq_free(s->sumsq[i]);
+        if (s->modules && s->modules[i]) {
+            for (int j = 0; s->modules[i][j]; j++) lq_free(s->modules[i][j]);
+            lq_free(s->modules[i]);
+        }
+    }
+    lq_free(s->sumsq);
+    lq_free(s->modules);
+    lq_free(s->cols);
+    lq_free(s->host);
+    lq_free(s);
+}
+
+static lq_status on_colnorm(void *user, int64_t layer, lq__cap_point p, const float *x, int64_t n, int64_t cols,
+                            bool on_device) {
+    lq_colnorms  *s  = user;
+    const int64_t pi = layer * LQ__CAP_COUNT + (int64_t)p;
+    LQ_ASSERT(pi >= 0 && pi < s->n_points);
+    if (!s->sumsq[pi]) {
+        s->sumsq[pi] = lq_calloc((size_t)cols, sizeof(double));
+        LQ_RETURN_IF(!s->sumsq[pi], LQ_ERR_NOMEM, "colnorms: out of memory");
+        s->cols[pi] = cols;
+    }
+    if (on_device) {
+        if (n * cols > s->host_cap) {
+            lq_free(s->host);
+            s->host     = lq_malloc((size_t)(n * cols) * sizeof(float));
+            s->host_cap = s->host ? n * cols : 0;
+            LQ_RETURN_IF(!s->host, LQ_ERR_NOMEM, "colnorms: out of memory");
+        }
+        LQ_TRY(lq_cuda_memcpy_d2h(s->host, x, (size_t)(n * cols) * sizeof(float)));
+        x = s->host;
+    }
+    double *acc = s->sumsq[pi];
+    for (int64_t t = 0; t < n; t++) /* token order: deterministic */
+        for (int64_t j = 0; j < cols; j++) acc[j] += (double)x[t * cols + j] * (double)x[t * cols + j];
+    return LQ_OK;
+}
+
+lq_status lq_colnorms_collect(lq_model *m, const lq_calib_set *c, lq_colnorms **out) {
+    *out                      = NULL;
+    const lq_llama_weights *w = lq__model_weights(m);
+    LQ_RETURN_IF(!c || c->n_samples <= 0 || c->seq_len > lq_model_max_seq(m), LQ_ERR_INVALID_ARG,
+                 "colnorms: no windows, or windows longer than the model's context");
+    lq_colnorms *s = lq_calloc(1, sizeof *s);
+    LQ_RETURN_IF(!s, LQ_ERR_NOMEM, "colnorms: out of memory");
+    lq_status st = LQ_OK;
+    float    *lg = NULL;
+    s->n_points  = w->n_layers * LQ__CAP_COUNT;
+    s->cols      = lq_calloc((size_t)s->n_points, sizeof *s->cols);
+    s->sumsq     = lq_calloc((size_t)s->n_points, sizeof *s->sumsq);
+    s->modules   = lq_calloc((size_t)s->n_points, sizeof *s->modules);
+    lg           = lq_malloc((size_t)w->vocab * sizeof *lg);
+    LQ_GOTO_IF(!s->cols || !s->sumsq || !s->modules || !lg, LQ_ERR_NOMEM, "colnorms: out of memory");
+    for (int64_t l = 0; l < w->n_layers; l++)
+        for (int pt = 0; pt < LQ__CAP_COUNT; pt++) {
+            char **mods = lq_calloc(4, sizeof *mods);
+            LQ_GOTO_IF(!mods, LQ_ERR_NOMEM, "colnorms: out of memory");
+            s->modules[l * LQ__CAP_COUNT + pt] = mods;
+            for (int j = 0; j < 3 && POINT_MODULES[pt][j]; j++) {
+                mods[j] = module_name(l, POINT_MODULES[pt][j]);
+                LQ_GOTO_IF(!mods[j], LQ_ERR_NOMEM, "colnorms: out of memory");
+            }
+        }
+    lq__model_set_capture(m, on_colnorm, s);
+    for (int64_t k = 0; k < c->n_samples && st == LQ_OK; k++)
+        st = lq_model_forward(m, c->tokens + k * c->seq_len, c->seq_len, 0, lg, true);
+    lq__model_set_capture(m, NULL, NULL);
+    if (st != LQ_OK) goto done;
+    s->tokens = c->n_samples * c->seq_len;
+    lq_free(lg);
+    *out = s;
+    return LQ_OK;
+done:
+    lq_free(lg);
+    lq_colnorms_free(s);
+    return st;
+}
+
+const double *lq_colnorms_find(const lq_colnorms *s, const char *module, int64_t *cols) {
+    for (int64_t i = 0; i < s->n_points; i++)
+        for (int j = 0; s->modules[i] && s->modules[i][j]; j++)
+            if (!strcmp(s->modules[i][j], module)) {
+                if (cols) *cols = s->cols[i];
+                return s->sumsq[i];
+            }
+    return NULL;
+}

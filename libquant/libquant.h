@@ -14,7 +14,8 @@
  *   lq_synth.h    random-weight checkpoints for benchmarks
  *   lq_actstats.h activation histograms of every Linear input, calibrated ranges, TensorRT cache
  *   lq_mixed.h    sensitivity tables, the exact budget solver, plan files, the SVG chart
- *   lq_sensitivity.h  per-group sensitivity measured with the runner */
+ *   lq_sensitivity.h  per-group sensitivity measured with the runner
+ *   lq_prune.h    magnitude / N:M pruning streamed into safetensors */
 #ifndef LIBQUANT_H
 #define LIBQUANT_H
 
@@ -33,5 +34,6 @@
 #include "lq_actstats.h"
 #include "lq_mixed.h"
 #include "lq_sensitivity.h"
+#include "lq_prune.h"
 
 #endif

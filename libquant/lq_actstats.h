@@ -90,6 +90,16 @@ lq_status lq_act_ranges_read(const char *path, lq_act_ranges **out);
 void      lq_act_ranges_free(lq_act_ranges *r);                             /* accepts NULL */
 double    lq_act_ranges_find(const lq_act_ranges *r, const char *module); /* 0 when absent */
 
+/* ---- per input column sums of squares over the calibration tokens ----
+ * (the activation norms Wanda multiplies |W| by; an imatrix's in_sum2) */
+typedef struct lq_colnorms lq_colnorms;
+/*! lq_colnorms_collect() : every window through `m` (fresh sequence each),
+ *  sum_t x_tj^2 per input column of every Linear input, f64, token order. */
+lq_status lq_colnorms_collect(lq_model *m, const lq_calib_set *c, lq_colnorms **out);
+void      lq_colnorms_free(lq_colnorms *s); /* accepts NULL */
+/* the sums for module "model.layers.L.mlp.down_proj" (cols of them), or NULL */
+const double *lq_colnorms_find(const lq_colnorms *s, const char *module, int64_t *cols);
+
 #ifdef __cplusplus
 }
 #endif

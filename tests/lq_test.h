@@ -55,6 +55,7 @@ CU_pSuite lq_test_calib_hist_suite(void);
 CU_pSuite lq_test_mixed_suite(void);
 CU_pSuite lq_test_sensitivity_suite(void);
 CU_pSuite lq_test_w8a8_suite(void);
+CU_pSuite lq_test_prune_suite(void);
 CU_pSuite lq_test_gptq_engine_suite(void); /* test_gptq_engine.c: block-by-block GPTQ */
 
 /* register a suite; aborts the runner on registry failure */

@@ -32,6 +32,7 @@ static const struct {
     {"gptq_engine", lq_test_gptq_engine_suite},
     {"calib_hist", lq_test_calib_hist_suite},  {"mixed", lq_test_mixed_suite},
     {"sensitivity", lq_test_sensitivity_suite}, {"w8a8", lq_test_w8a8_suite},
+    {"prune", lq_test_prune_suite},
 };
 
 /* ---- helpers for the suites ---- */
