@@ -470,3 +470,17 @@ int cli_copy_model_files(const char *src_dir, const char *stage, const char *tok
     }
     return n_copied;
 }
+
+bool cli_is_layer_linear(const char *name) {
+    static const char *const sfx[] = {".self_attn.q_proj.weight", ".self_attn.k_proj.weight",
+                                      ".self_attn.v_proj.weight", ".self_attn.o_proj.weight",
+                                      ".mlp.gate_proj.weight",    ".mlp.up_proj.weight",
+                                      ".mlp.down_proj.weight"};
+    if (strncmp(name, "model.layers.", 13) != 0) return false;
+    const size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
+        const size_t l = strlen(sfx[i]);
+        if (n > l && !strcmp(name + n - l, sfx[i])) return true;
+    }
+    return false;
+}

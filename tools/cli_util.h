@@ -94,6 +94,10 @@ int  cli_write_file(const char *path, const void *buf, size_t n); /* fsynced; -1
  * given, becomes tokenizer.model); the number copied, or -1 */
 int cli_copy_model_files(const char *src_dir, const char *stage, const char *tokenizer);
 
+/* a decoder Linear weight of a Llama-family checkpoint ("model.layers.N.self_attn.{q,k,v,o}_proj.weight",
+ * "model.layers.N.mlp.{gate,up,down}_proj.weight"): what lq-quant's --type and lq-prune apply to */
+bool cli_is_layer_linear(const char *name);
+
 /* "1,234,567" into buf */
 const char *cli_commas(uint64_t v, char *buf, size_t cap);
 /* "1.23 GB" style into buf */

@@ -54,20 +54,6 @@ static void usage(FILE *f) {
             g_tool);
 }
 
-static bool is_layer_linear(const char *name) {
-    static const char *const sfx[] = {".self_attn.q_proj.weight", ".self_attn.k_proj.weight",
-                                      ".self_attn.v_proj.weight", ".self_attn.o_proj.weight",
-                                      ".mlp.gate_proj.weight",    ".mlp.up_proj.weight",
-                                      ".mlp.down_proj.weight"};
-    if (strncmp(name, "model.layers.", 13) != 0) return false;
-    const size_t n = strlen(name);
-    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
-        const size_t l = strlen(sfx[i]);
-        if (n > l && !strcmp(name + n - l, sfx[i])) return true;
-    }
-    return false;
-}
-
 int main(int argc, char **argv) {
     cli_init("lq-prune");
     const char *in_path = NULL, *out_path = NULL, *nm_s = NULL, *calib_path = NULL;
@@ -167,7 +153,7 @@ int main(int argc, char **argv) {
         const lq_tensor_info *t = lq_checkpoint_tensor(ck, i);
         want[i]                 = -1;
         pr[i].src               = t;
-        if (t->alias_of >= 0 || t->n_dims != 2 || !is_layer_linear(t->name)) continue;
+        if (t->alias_of >= 0 || t->n_dims != 2 || !cli_is_layer_linear(t->name)) continue;
         double s     = nm_s ? 0 : sparsity;
         bool   match = false;
         for (int r = 0; r < n_rules && !match; r++)

@@ -192,20 +192,6 @@ static lq_qtype keep_type(lq_dtype d, out_format f) {
     return LQ_QT_F32;
 }
 
-/* the decoder Linear weights that --type applies to by default */
-static bool is_layer_linear(const char *name) {
-    static const char *const sfx[] = {".self_attn.q_proj.weight", ".self_attn.k_proj.weight",
-                                      ".self_attn.v_proj.weight", ".self_attn.o_proj.weight",
-                                      ".mlp.gate_proj.weight",    ".mlp.up_proj.weight",
-                                      ".mlp.down_proj.weight"};
-    if (strncmp(name, "model.layers.", 13) != 0) return false;
-    const size_t n = strlen(name);
-    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
-        const size_t l = strlen(sfx[i]);
-        if (n > l && !strcmp(name + n - l, sfx[i])) return true;
-    }
-    return false;
-}
 
 /* estimated bytes of tensor data the format writes for one matrix */
 static uint64_t est_bytes(out_format f, lq_qtype t, int64_t rows, int64_t cols, lq_dtype scale_dtype) {
@@ -345,7 +331,7 @@ static int preset_plan(const char *preset, const lq_checkpoint *ck, out_format f
         if (t->alias_of >= 0 || t->n_dims != 2) continue;
         const int64_t rows = t->shape[0], cols = t->shape[1];
         lq_qtype      ty   = LQ_QT_NONE;
-        if (is_layer_linear(t->name)) {
+        if (cli_is_layer_linear(t->name)) {
             const bool attn = strstr(t->name, ".self_attn.") != NULL;
             const int64_t l = layer_of(t->name);
             if (a16) {
@@ -1039,7 +1025,7 @@ int main(int argc, char **argv) {
             goto done;
         }
         const lq_qtype keep = keep_type(t->dtype, fmt);
-        lq_qtype want    = matrix && is_layer_linear(t->name) ? def_type : keep;
+        lq_qtype want    = matrix && cli_is_layer_linear(t->name) ? def_type : keep;
         bool     matched = false;
         const lq_qtype *planned = tmap_get(&tmap, t->name);
         if (planned) {
@@ -1092,7 +1078,7 @@ int main(int argc, char **argv) {
                       lq_qtype_bits_per_weight(j->type, j->rows, j->cols, fmt == OUT_GGUF ? LQ_DTYPE_F16 : qp.scale_dtype);
         }
         bytes_out += j->bytes_out;
-        if (matrix && is_layer_linear(t->name)) {
+        if (matrix && cli_is_layer_linear(t->name)) {
             bytes_lin += j->bytes_out;
             numel_lin += numel;
         }
@@ -1287,7 +1273,7 @@ int main(int argc, char **argv) {
     if (w8a8) /* static int8 input scales for every int8 decoder Linear */
         for (int64_t i = 0; i < k; i++) {
             lq_qtensor *q = &qt[i];
-            if (q->qtype != LQ_QT_INT8_CH || !is_layer_linear(q->name)) continue;
+            if (q->qtype != LQ_QT_INT8_CH || !cli_is_layer_linear(q->name)) continue;
             char          mod[512];
             const size_t  nl = strlen(q->name) - strlen(".weight");
             snprintf(mod, sizeof mod, "%.*s", (int)nl, q->name);
